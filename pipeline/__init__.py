@@ -1,0 +1,1 @@
+"""AVSGS pipeline: ASIW from captions, detections, scene graphs and the AVSGS separator."""
