@@ -1,0 +1,69 @@
+"""Clip sources: a registry mapping ``source.name`` to a ``download_x`` / ``prepare_x`` pair.
+
+``download`` fetches a source's raw metadata into ``<out>/raw``; ``prepare`` turns it into clips of
+the one clip-table schema (:mod:`pipeline.sources.table`). Each source's settings live in the params
+section of the same name (``source.audiocaps``, ``source.music``, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pipeline.params import BaseParams
+from pipeline.sources.audiocaps import AudiocapsParams, download_audiocaps, prepare_audiocaps
+from pipeline.sources.music import MusicParams, download_music, prepare_music
+from pipeline.sources.table import Clip, write_table
+from pipeline.sources.user_csv import CsvParams, download_csv, prepare_csv
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A registered clip source."""
+
+    download: Callable[[Path, Any], list[dict[str, str]]]
+    prepare: Callable[[Path, Any, int], list[Clip]]
+
+
+SOURCES: dict[str, Source] = {
+    "audiocaps": Source(download_audiocaps, prepare_audiocaps),
+    "music": Source(download_music, prepare_music),
+    "csv": Source(download_csv, prepare_csv),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceParams:
+    """``source``: ``name`` selects the entry of :data:`SOURCES`; its settings are the section of
+    the same name."""
+
+    name: Literal["audiocaps", "music", "csv"]
+    audiocaps: AudiocapsParams
+    music: MusicParams
+    csv: CsvParams
+
+
+def build_source(params: SourceParams, base: BaseParams, out_dir: str | Path) -> dict[str, Any]:
+    """Run the selected source into ``out_dir``: raw files under ``raw/``, then the clip table.
+
+    Returns:
+        the table's ``meta.json`` content.
+    """
+    out_dir = Path(out_dir)
+    source = SOURCES[params.name]
+    settings = getattr(params, params.name)
+    raw_dir = out_dir / "raw"
+    provenance = source.download(raw_dir, settings)
+    clips = source.prepare(raw_dir, settings, base.seed)
+    meta = write_table(
+        out_dir,
+        clips,
+        {"source": params.name, "params": dataclasses.asdict(settings), "files": provenance},
+    )
+    log.info("source %s: %d clips %s", params.name, meta["n_clips"], meta["splits"])
+    return meta

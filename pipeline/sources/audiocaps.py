@@ -1,0 +1,58 @@
+"""AudioCaps v1 (Kim et al., NAACL 2019): captions of 10 s AudioSet clips.
+
+The three CSVs are fetched from github.com/cdjkim/audiocaps pinned to one commit, each checked by
+sha256; ``mirror`` points at a local folder or URL that holds copies for offline use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from pipeline.sources.captions_csv import merge_splits, read_caption_csv
+from pipeline.sources.fetch import fetch
+from pipeline.sources.table import Clip
+
+COMMIT = "80fb3ade6d400d4311354a360db25da051a48cc1"
+URL = "https://raw.githubusercontent.com/cdjkim/audiocaps/{commit}/dataset/{name}"
+#: name -> (split, sha256) of AudioCaps v1 at :data:`COMMIT`.
+FILES = {
+    "train.csv": ("train", "c0c5223db682b3bf724ce7e7ce58d5b36929f74572e8526a7211f92d2eef7c8e"),
+    "val.csv": ("val", "dab1c96641d5f3053ddb99dca3949450da9a75737bda53e11cc0aa8b102be0c3"),
+    "test.csv": ("test", "b91c4b7ded2f4f6e7db5b9c4983dc1e1dca3d556f505b61e3fd65cac7e1c638a"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class AudiocapsParams:
+    """``source.audiocaps``.
+
+    Args:
+        mirror: a local folder or URL holding train.csv, val.csv and test.csv; null downloads them
+            from the pinned public address.
+    """
+
+    mirror: str | None
+
+
+def download_audiocaps(raw_dir: str | Path, params: AudiocapsParams) -> list[dict[str, str]]:
+    """Fetch the three CSVs into ``raw_dir``; returns their provenance."""
+    return [
+        fetch(
+            name,
+            URL.format(commit=COMMIT, name=name),
+            Path(raw_dir) / name,
+            sha256=sha,
+            mirror=params.mirror,
+            mirror_key="source.audiocaps.mirror",
+        )
+        for name, (_, sha) in FILES.items()
+    ]
+
+
+def prepare_audiocaps(raw_dir: str | Path, params: AudiocapsParams, seed: int) -> list[Clip]:
+    """One clip per (youtube_id, start_time), with all its captions."""
+    return merge_splits(
+        read_caption_csv(Path(raw_dir) / name, source="audiocaps", split=split)
+        for name, (split, _) in FILES.items()
+    )
