@@ -1,0 +1,59 @@
+"""Smoke test: the whole `dvc repro` in a temporary copy of the repository."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+
+def _copy_repo(dest):
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\0")
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file() and not rel.startswith(("data/", "metrics/")) and rel != "dvc.lock":
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+@pytest.mark.slow
+def test_dvc_repro_end_to_end(tmp_path, shared_data):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _copy_repo(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["source"]["audiocaps"]["mirror"] = str(shared_data / "audiocaps")
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    dvc = [sys.executable, "-m", "dvc"]
+    subprocess.run([*dvc, "repro"], cwd=repo, check=True, env=env)
+    for out in ("data/source/clips.jsonl", "data/source/meta.json", "data/labels/manifest.jsonl"):
+        assert (repo / out).is_file(), out
+    metrics = json.loads((repo / "metrics/labels.json").read_text())
+    assert set(metrics) >= {"per_word", "per_class", "splits", "summary"}
+    assert len(metrics["per_word"]) == 305
+    status = subprocess.run(
+        [*dvc, "status"], cwd=repo, check=True, env=env, capture_output=True, text=True
+    )
+    assert "up to date" in status.stdout
+    shown = subprocess.run(
+        [*dvc, "metrics", "show", "--json"],
+        cwd=repo,
+        check=True,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "per_class" in shown.stdout
