@@ -30,9 +30,11 @@ class BaseParams:
 
     Args:
         seed: drives Python, NumPy and torch randomness in every stage.
+        sample_rate: the audio rate of every stage after the source, Hz (the paper: 11,025).
     """
 
     seed: int
+    sample_rate: int
 
 
 def _type_name(tp: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pipeline.params import BaseParams
 from pipeline.sources.audiocaps import AudiocapsParams, download_audiocaps, prepare_audiocaps
 from pipeline.sources.music import MusicParams, download_music, prepare_music
+from pipeline.sources.synthetic import SyntheticParams, download_synthetic, prepare_synthetic
 from pipeline.sources.table import Clip, write_table
 from pipeline.sources.user_csv import CsvParams, download_csv, prepare_csv
 
@@ -26,14 +27,17 @@ log = logging.getLogger(__name__)
 class Source:
     """A registered clip source."""
 
-    download: Callable[[Path, Any], list[dict[str, str]]]
-    prepare: Callable[[Path, Any, int], list[Clip]]
+    #: ``download(target_dir, settings, base)``: fetch or make the raw files; returns provenance.
+    download: Callable[[Path, Any, BaseParams], list[dict[str, str]]]
+    #: ``prepare(target_dir, settings, base)``: the clips of the table.
+    prepare: Callable[[Path, Any, BaseParams], list[Clip]]
 
 
 SOURCES: dict[str, Source] = {
     "audiocaps": Source(download_audiocaps, prepare_audiocaps),
     "music": Source(download_music, prepare_music),
     "csv": Source(download_csv, prepare_csv),
+    "synthetic": Source(download_synthetic, prepare_synthetic),
 }
 
 
@@ -42,7 +46,8 @@ class SourceParams:
     """``source``: ``name`` selects the entry of :data:`SOURCES`; its settings are the section of
     the same name."""
 
-    name: Literal["audiocaps", "music", "csv"]
+    name: Literal["synthetic", "audiocaps", "music", "csv"]
+    synthetic: SyntheticParams
     audiocaps: AudiocapsParams
     music: MusicParams
     csv: CsvParams
@@ -57,9 +62,8 @@ def build_source(params: SourceParams, base: BaseParams, out_dir: str | Path) ->
     out_dir = Path(out_dir)
     source = SOURCES[params.name]
     settings = getattr(params, params.name)
-    raw_dir = out_dir / "raw"
-    provenance = source.download(raw_dir, settings)
-    clips = source.prepare(raw_dir, settings, base.seed)
+    provenance = source.download(out_dir, settings, base)
+    clips = source.prepare(out_dir, settings, base)
     meta = write_table(
         out_dir,
         clips,

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from pipeline.params import BaseParams
 from pipeline.sources.captions_csv import merge_splits, read_caption_csv
 from pipeline.sources.fetch import fetch
-from pipeline.sources.table import Clip
+from pipeline.sources.table import RAW_DIR, Clip
 
 COMMIT = "80fb3ade6d400d4311354a360db25da051a48cc1"
 URL = "https://raw.githubusercontent.com/cdjkim/audiocaps/{commit}/dataset/{name}"
@@ -35,13 +36,15 @@ class AudiocapsParams:
     mirror: str | None
 
 
-def download_audiocaps(raw_dir: str | Path, params: AudiocapsParams) -> list[dict[str, str]]:
-    """Fetch the three CSVs into ``raw_dir``; returns their provenance."""
+def download_audiocaps(
+    target_dir: str | Path, params: AudiocapsParams, base: BaseParams | None = None
+) -> list[dict[str, str]]:
+    """Fetch the three CSVs into ``<target_dir>/raw``; returns their provenance."""
     return [
         fetch(
             name,
             URL.format(commit=COMMIT, name=name),
-            Path(raw_dir) / name,
+            Path(target_dir) / RAW_DIR / name,
             sha256=sha,
             mirror=params.mirror,
             mirror_key="source.audiocaps.mirror",
@@ -50,9 +53,11 @@ def download_audiocaps(raw_dir: str | Path, params: AudiocapsParams) -> list[dic
     ]
 
 
-def prepare_audiocaps(raw_dir: str | Path, params: AudiocapsParams, seed: int) -> list[Clip]:
+def prepare_audiocaps(
+    target_dir: str | Path, params: AudiocapsParams, base: BaseParams | None = None
+) -> list[Clip]:
     """One clip per (youtube_id, start_time), with all its captions."""
     return merge_splits(
-        read_caption_csv(Path(raw_dir) / name, source="audiocaps", split=split)
+        read_caption_csv(Path(target_dir) / RAW_DIR / name, source="audiocaps", split=split)
         for name, (split, _) in FILES.items()
     )

@@ -14,8 +14,9 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
+from pipeline.params import BaseParams
 from pipeline.sources.fetch import FetchError, fetch
-from pipeline.sources.table import Clip, clip_id_for
+from pipeline.sources.table import RAW_DIR, Clip, clip_id_for
 
 COMMIT = "6f47a09aa1dc596d4dd3eb9c194819832becabc0"
 URL = "https://raw.githubusercontent.com/roudimit/MUSIC_dataset/{commit}/{name}"
@@ -57,8 +58,10 @@ class MusicParams:
             raise ValueError("val_fraction and test_fraction must be >= 0 with a sum below 1")
 
 
-def download_music(raw_dir: str | Path, params: MusicParams) -> list[dict[str, str]]:
-    """Fetch the selected id lists into ``raw_dir``; returns their provenance."""
+def download_music(
+    target_dir: str | Path, params: MusicParams, base: BaseParams | None = None
+) -> list[dict[str, str]]:
+    """Fetch the selected id lists into ``<target_dir>/raw``; returns their provenance."""
     out = []
     for name in params.lists:
         file, sha = LISTS[name]
@@ -66,7 +69,7 @@ def download_music(raw_dir: str | Path, params: MusicParams) -> list[dict[str, s
             fetch(
                 file,
                 URL.format(commit=COMMIT, name=file),
-                Path(raw_dir) / file,
+                Path(target_dir) / RAW_DIR / file,
                 sha256=sha,
                 mirror=params.mirror,
                 mirror_key="source.music.mirror",
@@ -75,11 +78,11 @@ def download_music(raw_dir: str | Path, params: MusicParams) -> list[dict[str, s
     return out
 
 
-def prepare_music(raw_dir: str | Path, params: MusicParams, seed: int) -> list[Clip]:
+def prepare_music(target_dir: str | Path, params: MusicParams, base: BaseParams) -> list[Clip]:
     """One row per video, its category (duets: both instruments), and a seeded per-video split."""
     categories: dict[str, tuple[str, ...]] = {}
     for name in params.lists:
-        file = Path(raw_dir) / LISTS[name][0]
+        file = Path(target_dir) / RAW_DIR / LISTS[name][0]
         try:
             videos = json.loads(file.read_text())["videos"]
         except (json.JSONDecodeError, KeyError, TypeError) as err:
@@ -91,7 +94,7 @@ def prepare_music(raw_dir: str | Path, params: MusicParams, seed: int) -> list[C
     by_category: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for vid, category in categories.items():
         by_category[category].append(vid)
-    rng = random.Random(seed)
+    rng = random.Random(base.seed)
     split_of: dict[str, str] = {}
     for category in sorted(by_category):
         ids = sorted(by_category[category])

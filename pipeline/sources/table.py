@@ -24,6 +24,7 @@ SCHEMA_VERSION = 1
 SPLITS = ("train", "val", "test")
 CLIPS_FILE = "clips.jsonl"
 META_FILE = "meta.json"
+RAW_DIR = "raw"
 
 _CLIP_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 

@@ -60,10 +60,9 @@ def test_user_csv_with_urls_and_splits(tmp_path):
         "file:///data/b.mp4,1.5,,a baby cries,\n",
         name="mine.csv",
     )
-    raw = tmp_path / "raw"
-    prov = download_csv(raw, CsvParams(path=str(path)))
+    prov = download_csv(tmp_path / "out", CsvParams(path=str(path)))
     assert prov[0]["name"] == "mine.csv"
-    clips = sorted(prepare_csv(raw, CsvParams(path=str(path)), 0), key=lambda c: c.start)
+    clips = sorted(prepare_csv(tmp_path / "out", CsvParams(path=str(path))), key=lambda c: c.start)
     assert [(c.start, c.end, c.split) for c in clips] == [(0.0, 4.5, "test"), (1.5, 11.5, "train")]
     assert clips[0].clip_id.startswith("my-video-") and clips[0].youtube_id is None
     assert clips[1].clip_id.startswith("b-") and clips[1].clip_id.endswith("_1.5")

@@ -14,8 +14,8 @@ def _sha(data: bytes) -> str:
 
 def test_audiocaps_from_http_mirror_checks_sha256(shared_data, http_server, tmp_path):
     base = http_server(shared_data / "audiocaps")
+    prov = audiocaps.download_audiocaps(tmp_path, audiocaps.AudiocapsParams(mirror=base))
     raw = tmp_path / "raw"
-    prov = audiocaps.download_audiocaps(raw, audiocaps.AudiocapsParams(mirror=base))
     assert [p["name"] for p in prov] == ["train.csv", "val.csv", "test.csv"]
     assert all(p["from"].startswith("http://127.0.0.1") for p in prov)
     for name, (_, sha) in audiocaps.FILES.items():
@@ -27,10 +27,10 @@ def test_sha256_mismatch_writes_nothing(shared_data, http_server, tmp_path):
     shutil.copytree(shared_data / "audiocaps", mirror)
     with (mirror / "val.csv").open("a") as fh:
         fh.write("1,abcdefghijk,0,an extra row\n")
-    raw = tmp_path / "raw"
+    raw = tmp_path / "out" / "raw"
     for where in (str(mirror), http_server(mirror)):
         with pytest.raises(FetchError, match=r"val\.csv: sha256 .* does not match the pinned"):
-            audiocaps.download_audiocaps(raw, audiocaps.AudiocapsParams(mirror=where))
+            audiocaps.download_audiocaps(raw.parent, audiocaps.AudiocapsParams(mirror=where))
         assert not (raw / "val.csv").exists()
         assert [p.name for p in raw.iterdir()] == ["train.csv"]  # only what verified
 
@@ -41,7 +41,7 @@ def test_missing_mirror_file_names_it_and_the_key(tmp_path, shared_data):
     shutil.copy(shared_data / "audiocaps" / "train.csv", mirror)
     with pytest.raises(FetchError, match=r"mirror/val\.csv: not found .*source\.audiocaps\.mirror"):
         audiocaps.download_audiocaps(
-            tmp_path / "raw", audiocaps.AudiocapsParams(mirror=str(mirror))
+            tmp_path / "out", audiocaps.AudiocapsParams(mirror=str(mirror))
         )
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.params import ParamsError, parse
+from pipeline.params import BaseParams, ParamsError, parse
 from pipeline.sources.music import MusicParams, download_music, prepare_music
 
 
@@ -19,7 +19,7 @@ def _params(**kw):
 def test_music_lists_split_by_video_and_seeded(shared_data, tmp_path):
     params = _params(mirror=str(shared_data / "music"))
     download_music(tmp_path, params)
-    clips = prepare_music(tmp_path, params, seed=0)
+    clips = prepare_music(tmp_path, params, BaseParams(seed=0, sample_rate=11025))
     assert len(clips) == 536 + 149  # 536 solo + 149 duet videos
     assert len({c.youtube_id for c in clips}) == len(clips)
     assert all(c.end is None and c.source == "music" for c in clips)
@@ -37,8 +37,8 @@ def test_music_lists_split_by_video_and_seeded(shared_data, tmp_path):
     }
     tests = [c for c in clips if c.split == "test" and c.category == ("cello",)]
     assert len(tests) == round(57 * 0.2)  # stratified per category
-    again = prepare_music(tmp_path, params, seed=0)
-    other = prepare_music(tmp_path, params, seed=1)
+    again = prepare_music(tmp_path, params, BaseParams(seed=0, sample_rate=11025))
+    other = prepare_music(tmp_path, params, BaseParams(seed=1, sample_rate=11025))
     assert [c.split for c in again] == [c.split for c in clips]
     assert [c.split for c in other] != [c.split for c in clips]
 

@@ -1,0 +1,140 @@
+"""The classes of the synthetic world: how each looks, sounds, and is described.
+
+Each class has a distinct procedural sprite (shape, colour, pattern), a General MIDI program of the
+soundfont shipped with ``pretty-midi`` (a stand-in sound: GM has bird tweet, telephone ring,
+seashore, applause, helicopter, ... but no dog bark), a note pattern, and, for the ``everyday``
+flavour, caption phrases that each hold exactly one auditory word of the class's principal object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+#: The visible context that makes an object sound: a player sprite overlapping it.
+PLAYER = "player"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sound:
+    """How a class sounds.
+
+    Args:
+        program: General MIDI program (0-based).
+        pattern: ``melody`` (random notes in ``register``), ``ticks`` (regular short hits),
+            ``ring`` (bursts of fast repeats, then a pause), ``sustain`` (long held notes).
+        register: lowest and highest MIDI key.
+        note_seconds: shortest and longest note.
+    """
+
+    program: int
+    pattern: str
+    register: tuple[int, int]
+    note_seconds: tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Look:
+    """How a class looks: a shape, an RGB colour and a surface pattern."""
+
+    shape: str
+    colour: tuple[int, int, int]
+    pattern: str
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldClass:
+    name: str
+    sound: Sound
+    look: Look
+    phrases: tuple[str, ...] = ()
+
+
+def _melody(program, low, high, short=0.25, long=0.7):
+    return Sound(program, "melody", (low, high), (short, long))
+
+
+#: MUSIC's 11 solo instruments (the ``instruments`` flavour).
+INSTRUMENTS = {
+    c.name: c
+    for c in (
+        WorldClass("accordion", _melody(21, 55, 79), Look("square", (200, 40, 40), "vstripes")),
+        WorldClass("acoustic_guitar", _melody(24, 48, 72), Look("circle", (150, 90, 30), "solid")),
+        WorldClass(
+            "cello", _melody(42, 36, 60, 0.4, 0.9), Look("ellipse", (110, 50, 20), "hstripes")
+        ),
+        WorldClass("clarinet", _melody(71, 52, 76), Look("bar", (30, 30, 30), "dots")),
+        WorldClass("erhu", _melody(110, 60, 84), Look("diamond", (180, 150, 60), "checker")),
+        WorldClass("flute", _melody(73, 67, 91), Look("hbar", (200, 200, 210), "dots")),
+        WorldClass("saxophone", _melody(65, 49, 73), Look("triangle", (230, 180, 20), "solid")),
+        WorldClass("trumpet", _melody(56, 55, 79), Look("pentagon", (240, 200, 60), "hstripes")),
+        WorldClass(
+            "tuba", _melody(58, 29, 53, 0.4, 0.9), Look("hexagon", (160, 160, 40), "checker")
+        ),
+        WorldClass("violin", _melody(40, 55, 88), Look("star", (170, 60, 30), "solid")),
+        WorldClass(
+            "xylophone", _melody(13, 60, 96, 0.15, 0.4), Look("cross", (60, 120, 200), "vstripes")
+        ),
+    )
+}
+
+#: Everyday classes named by ASIW's principal objects (the ``everyday`` flavour), with GM stand-ins.
+EVERYDAY = {
+    c.name: c
+    for c in (
+        WorldClass(
+            "bell",
+            _melody(14, 60, 84, 0.6, 1.2),
+            Look("triangle", (230, 190, 40), "hstripes"),
+            ("a bell chiming", "bells chiming loudly", "a church bell chiming"),
+        ),
+        WorldClass(
+            "birds",
+            Sound(123, "ring", (72, 88), (0.5, 1.2)),
+            Look("diamond", (40, 160, 220), "dots"),
+            ("birds chirp", "a bird chirping", "birds squawk", "small birds cheep"),
+        ),
+        WorldClass(
+            "telephone",
+            Sound(124, "ring", (64, 76), (1.2, 2.0)),
+            Look("square", (200, 40, 40), "checker"),
+            ("a telephone ringing", "a phone is ringing", "ringing of a telephone"),
+        ),
+        WorldClass(
+            "clock",
+            Sound(115, "ticks", (70, 82), (0.5, 0.5)),
+            Look("circle", (240, 240, 240), "cross"),
+            ("a clock ticking", "the tick of a clock", "a clock is ticking"),
+        ),
+        WorldClass(
+            "baby",
+            _melody(53, 70, 86, 0.4, 1.0),
+            Look("ellipse", (250, 170, 190), "solid"),
+            ("a baby crying", "a baby cries", "an infant babbling", "a baby is crying"),
+        ),
+        WorldClass(
+            "man",
+            Sound(126, "sustain", (55, 67), (1.5, 3.0)),
+            Look("hexagon", (90, 60, 160), "vstripes"),
+            ("people applaud", "a crowd cheering", "people clapping", "an audience cheer"),
+        ),
+        WorldClass(
+            "vehicle",
+            Sound(125, "sustain", (40, 55), (2.0, 4.0)),
+            Look("hbar", (60, 60, 70), "checker"),
+            ("a car honk", "a vehicle skidding", "a truck driving by", "cars racing"),
+        ),
+        WorldClass(
+            "water",
+            Sound(122, "sustain", (50, 70), (2.0, 4.0)),
+            Look("ring", (30, 90, 230), "hstripes"),
+            ("water splashing", "water trickling", "water is pouring", "a stream flowing"),
+        ),
+    )
+}
+
+FLAVOURS = {"everyday": EVERYDAY, "instruments": INSTRUMENTS}
+
+PLAYER_LOOK = Look("person", (230, 180, 140), "solid")
+
+#: Joins two phrases into one caption; none holds an auditory word.
+CONNECTORS = (" and ", " while ", ", followed by ", " as ", " with ")
