@@ -51,7 +51,10 @@ def test_principal_objects_by_count_then_table2_order(vocab):
 
 
 def _clip(cid, split, *captions, category=()):
-    return Clip(cid, "t", "r1nicOVtvkQ", None, 0.0, 10.0, split, tuple(captions), tuple(category))
+    source = "music" if category else "audiocaps"
+    return Clip(
+        cid, source, "r1nicOVtvkQ", None, 0.0, 10.0, split, tuple(captions), tuple(category)
+    )
 
 
 def test_mine_labels_keeps_candidates_and_counts_every_caption(nlp, vocab):
