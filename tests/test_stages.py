@@ -35,7 +35,7 @@ def _run(name, argv):
 def test_source_and_labels_stages_on_a_small_mirror(tmp_path, shared_data, caplog):
     mirror = tmp_path / "mirror"
     shutil.copytree(shared_data / "audiocaps", mirror)
-    path, _ = _params(tmp_path, audiocaps={"mirror": str(mirror)})
+    path, _ = _params(tmp_path, name="audiocaps", audiocaps={"mirror": str(mirror)})
     out = tmp_path / "source"
     assert _run("source", ["--params", str(path), "--out", str(out)]) == 0
     meta = json.loads((out / "meta.json").read_text())
@@ -62,7 +62,7 @@ def test_sha256_mismatch_fails_the_stage_and_writes_nothing(tmp_path, shared_dat
     mirror = tmp_path / "mirror"
     shutil.copytree(shared_data / "audiocaps", mirror)
     (mirror / "test.csv").write_text("audiocap_id,youtube_id,start_time,caption\n")
-    path, _ = _params(tmp_path, audiocaps={"mirror": str(mirror)})
+    path, _ = _params(tmp_path, name="audiocaps", audiocaps={"mirror": str(mirror)})
     out = tmp_path / "source"
     assert _run("source", ["--params", str(path), "--out", str(out)]) == 1
     assert "test.csv: sha256" in caplog.text and "nothing was written" in caplog.text
@@ -80,7 +80,7 @@ def test_unknown_param_key_stops_the_stage(tmp_path, caplog):
 def test_unknown_source_name(tmp_path, caplog, name):
     path, _ = _params(tmp_path, name=name)
     assert _run("source", ["--params", str(path), "--out", str(tmp_path / "o")]) == 1
-    assert "source.name: expected one of 'audiocaps' | 'music' | 'csv'" in caplog.text
+    assert "source.name: expected one of 'synthetic' | 'audiocaps' | 'music' | 'csv'" in caplog.text
 
 
 def test_labels_refuses_a_clip_table_of_another_schema(tmp_path, caplog):
