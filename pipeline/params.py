@@ -137,23 +137,34 @@ def load(sections: dict[str, type], path: str | Path = "params.yaml") -> dict[st
     """Load the named sections of a params file, each into its dataclass.
 
     Args:
-        sections: section name -> frozen dataclass type (a stage's ``PARAMS``).
+        sections: a stage's ``PARAMS``: section name -> frozen dataclass type, or a dotted key ->
+            a plain type (``{"base.sample_rate": int}``) for a stage that reads one key of a
+            shared section.
         path: the params file.
 
     Returns:
-        section name -> parsed dataclass instance.
+        name -> parsed dataclass instance or value.
     """
     data = read_yaml(path)
     out = {}
     for name, cls in sections.items():
-        if name not in data:
-            raise ParamsError(f"{path}: missing section {name}")
-        out[name] = parse(cls, data[name], name, str(path))
+        node: Any = data
+        for part in name.split("."):
+            if not isinstance(node, dict) or part not in node:
+                kind = "section" if dataclasses.is_dataclass(cls) else "key"
+                raise ParamsError(f"{path}: missing {kind} {name}")
+            node = node[part]
+        if dataclasses.is_dataclass(cls):
+            out[name] = parse(cls, node, name, str(path))
+        else:
+            out[name] = _convert(node, cls, name, str(path))
     return out
 
 
 def key_paths(cls: type, prefix: str) -> set[str]:
     """Every leaf key path a params dataclass reads, e.g. ``source.audiocaps.mirror``."""
+    if not dataclasses.is_dataclass(cls):
+        return {prefix}
     hints = get_type_hints(cls)
     paths: set[str] = set()
     for field in dataclasses.fields(cls):

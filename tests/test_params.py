@@ -63,6 +63,12 @@ def test_missing_key_and_section_are_named(tmp_path):
     path.write_text(yaml.safe_dump({"other": {}}))
     with pytest.raises(ParamsError, match=r"p\.yaml: missing section sec"):
         load({"sec": Outer}, path)
+    path.write_text(yaml.safe_dump({"base": {"seed": 1, "rate": "x"}}))
+    assert load({"base.seed": int}, path) == {"base.seed": 1}
+    with pytest.raises(ParamsError, match=r"base\.rate: expected int, got 'x'"):
+        load({"base.rate": int}, path)
+    with pytest.raises(ParamsError, match="missing key base.other"):
+        load({"base.other": int}, path)
     with pytest.raises(ParamsError, match="params file not found"):
         load({"sec": Outer}, tmp_path / "nope.yaml")
 
