@@ -139,3 +139,72 @@ def probe(path: str | Path) -> dict:
     if "duration" not in out:
         raise MediaError(f"{path}: not a media file ffmpeg can read")
     return out
+
+
+def cut_clip(
+    src: str | Path,
+    start: float,
+    seconds: float,
+    wav_out: str | Path,
+    mp4_out: str | Path,
+    *,
+    sample_rate: int,
+    fps: int,
+    size: int,
+) -> None:
+    """Cut ``[start, start + seconds)`` of ``src`` into the pipeline's canonical form.
+
+    Audio: mono 16-bit PCM wav at ``sample_rate``. Video: H.264 mp4 (no audio) at ``fps``, the frame
+    scaled to fit ``size`` x ``size`` with its aspect kept and padded with black. Outputs may be
+    temporary names: the formats are given explicitly.
+    """
+    fit = (
+        f"scale={size}:{size}:force_original_aspect_ratio=decrease,"
+        f"pad={size}:{size}:(ow-iw)/2:(oh-ih)/2,setsar=1"
+    )
+    bitexact = [x for k, v in BITEXACT.items() for x in (f"-{k}", v)]
+    _run(
+        [
+            "-y",
+            "-ss",
+            f"{start:.6f}",
+            "-t",
+            f"{seconds:.6f}",
+            "-i",
+            str(src),
+            "-map",
+            "0:a:0",
+            "-ac",
+            "1",
+            "-ar",
+            str(sample_rate),
+            "-c:a",
+            "pcm_s16le",
+            *bitexact,
+            "-f",
+            "wav",
+            str(wav_out),
+            "-map",
+            "0:v:0",
+            "-r",
+            str(fps),
+            "-vf",
+            fit,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "20",
+            "-pix_fmt",
+            "yuv420p",
+            "-threads",
+            "1",
+            "-an",
+            *bitexact,
+            "-f",
+            "mp4",
+            str(mp4_out),
+        ],
+        str(src),
+    )
