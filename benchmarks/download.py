@@ -37,6 +37,7 @@ def main(n_clips: int) -> None:
     for mp4 in sorted((tmp / "world" / "media").glob("*.mp4"))[:n_clips]:
         ids.append(mp4.stem.split("_")[0])
         shutil.copy(mp4, served / f"{ids[-1]}.mp4")
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -54,21 +55,41 @@ def main(n_clips: int) -> None:
     for label, window in (("whole 10 s clip", (0.0, 10.0)), ("4 s window (partial)", (3.0, 7.0))):
         for workers in (1, 4):
             params = DownloadParams(
-                url_template=base + "/{youtube_id}.mp4", workers=workers,
-                requests_per_second=0, timeout=30, max_attempts=1, backoff=0,
-                min_ok_fraction=1.0, fps=8, size=256, min_duration_fraction=0.9, cookies=None,
-                whole_video_clip_seconds=10, whole_video_skip_seconds=10,
+                url_template=base + "/{youtube_id}.mp4",
+                workers=workers,
+                requests_per_second=0,
+                timeout=30,
+                max_attempts=1,
+                backoff=0,
+                min_ok_fraction=1.0,
+                fps=8,
+                size=256,
+                min_duration_fraction=0.9,
+                cookies=None,
+                whole_video_clip_seconds=10,
+                whole_video_skip_seconds=10,
             )
-            rows = [{"clip_id": f"c{i}", "youtube_id": yid, "url": None, "start": window[0],
-                     "end": window[1], "split": "train", "principal_objects": []}
-                    for i, yid in enumerate(ids)]
+            rows = [
+                {
+                    "clip_id": f"c{i}",
+                    "youtube_id": yid,
+                    "url": None,
+                    "start": window[0],
+                    "end": window[1],
+                    "split": "train",
+                    "principal_objects": [],
+                }
+                for i, yid in enumerate(ids)
+            ]
             out = tmp / f"media-{workers}-{window[0]}"
             t0 = time.perf_counter()
             _, metrics = download_all(rows, params, SR, out, tmp)
             wall = time.perf_counter() - t0
             assert metrics["ok"] == n_clips, metrics
-            print(f"| {label} | {workers} | {wall:.1f} | {n_clips / wall:.2f} | "
-                  f"{wall * workers / n_clips:.2f} |")
+            print(
+                f"| {label} | {workers} | {wall:.1f} | {n_clips / wall:.2f} | "
+                f"{wall * workers / n_clips:.2f} |"
+            )
     server.shutdown()
     shutil.rmtree(tmp)
 
