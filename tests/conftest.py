@@ -10,6 +10,30 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_world(**overrides):
+    """Settings of a synthetic world small enough for a test (everyday flavour, one worker)."""
+    from pipeline.sources.synthetic.world import SyntheticParams
+
+    settings = dict(
+        flavour="everyday",
+        n_train=3,
+        n_val=1,
+        n_test=1,
+        seconds=2.0,
+        fps=4,
+        size=96,
+        max_sources=2,
+        min_context=1,
+        max_context=3,
+        same_class_context=0.5,
+        render_rate=44100,
+        workers=1,
+    )
+    return SyntheticParams(**{**settings, **overrides})
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -25,24 +25,11 @@ from pipeline.download.urls import RejectedInput, clip_url
 from pipeline.errors import PipelineError
 from pipeline.params import BaseParams
 from pipeline.sources.synthetic import download_synthetic
-from pipeline.sources.synthetic.world import SyntheticParams
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_world
 
 SR = 11025
-WORLD = SyntheticParams(
-    flavour="everyday",
-    n_train=4,
-    n_val=1,
-    n_test=1,
-    seconds=6.0,
-    fps=4,
-    size=64,
-    max_sources=1,
-    min_context=1,
-    max_context=1,
-    same_class_context=0.0,
-    render_rate=44100,
-    workers=1,
+WORLD = tiny_world(
+    n_train=4, seconds=6.0, size=64, max_sources=1, max_context=1, same_class_context=0.0
 )
 
 

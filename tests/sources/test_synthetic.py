@@ -15,22 +15,9 @@ from pipeline.params import BaseParams, ParamsError, parse
 from pipeline.sources.synthetic import download_synthetic, prepare_synthetic
 from pipeline.sources.synthetic.classes import EVERYDAY, PLAYER
 from pipeline.sources.synthetic.world import SyntheticParams, detector_classes
+from tests.conftest import tiny_world
 
-SMALL = SyntheticParams(
-    flavour="everyday",
-    n_train=3,
-    n_val=1,
-    n_test=1,
-    seconds=2.0,
-    fps=4,
-    size=96,
-    max_sources=2,
-    min_context=1,
-    max_context=3,
-    same_class_context=0.5,
-    render_rate=44100,
-    workers=1,
-)
+SMALL = tiny_world()
 BASE = BaseParams(seed=0, sample_rate=11025)
 
 
