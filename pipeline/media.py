@@ -118,7 +118,7 @@ def decode_frames(path: str | Path) -> np.ndarray:
     """Decode every video frame to RGB uint8 ``(n, h, w, 3)``."""
     w, h = probe(path)["size"]
     raw = _run(["-i", str(path), "-an", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"], str(path))
-    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+    return np.frombuffer(bytearray(raw), np.uint8).reshape(-1, h, w, 3)  # writable
 
 
 def probe(path: str | Path) -> dict:

@@ -1,0 +1,176 @@
+"""The detect stage: sampled frames of every usable clip through the detector, into the store.
+
+Runs as one process or under ``torchrun``: each rank takes a disjoint share of the clips
+(``clips[rank::world]``) and writes per-clip parts; after a barrier, rank 0 merges every part into
+one store, so the store does not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline import io, media
+from pipeline.detection.infer import detect_with_features
+from pipeline.detection.model import load_checkpoint
+from pipeline.detection.store import build_store, params_key, read_part, write_part
+from pipeline.detection.train import to_tensor
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectParams:
+    """``detect``.
+
+    Args:
+        fps: frames sampled per second of clip.
+        max_boxes: boxes kept per frame (the most confident).
+        min_score: boxes below this score are dropped.
+        batch_size: frames per detector batch.
+        threads: torch CPU threads per process (pinned: results depend on it).
+        shard_clips: clips per Zarr shard file.
+    """
+
+    fps: float
+    max_boxes: int
+    min_score: float
+    batch_size: int
+    threads: int
+    shard_clips: int
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0 or self.max_boxes < 1 or self.batch_size < 1 or self.shard_clips < 1:
+            raise ValueError("fps must be > 0; max_boxes, batch_size, shard_clips >= 1")
+
+
+def sample_frames(video: Path, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of ``video`` at ``fps`` (nearest decoded frame) and their times (s)."""
+    frames = media.decode_frames(video)
+    src_fps = media.probe(video).get("fps") or fps
+    n = max(1, int(np.floor(len(frames) / src_fps * fps + 1e-6)))
+    times = np.arange(n) / fps
+    index = np.minimum(np.round(times * src_fps).astype(int), len(frames) - 1)
+    return frames[index], times.astype(np.float32)
+
+
+def detect_clip(model, video: Path, params: DetectParams) -> dict[str, np.ndarray]:
+    """The ``FIELDS`` arrays of one clip, ``(T, K, ...)``, padded to ``max_boxes``."""
+    frames, times = sample_frames(video, params.fps)
+    k = params.max_boxes
+    t = len(frames)
+    dim = model.roi_heads.box_head.fc7.out_features
+    out = {
+        "boxes": np.zeros((t, k, 4), np.float32),
+        "scores": np.zeros((t, k), np.float32),
+        "labels": np.full((t, k), -1, np.int16),
+        "features": np.zeros((t, k, dim), np.float16),
+        "counts": np.zeros(t, np.int16),
+        "times": times,
+    }
+    for s in range(0, t, params.batch_size):
+        dets = detect_with_features(
+            model, [to_tensor(f) for f in frames[s : s + params.batch_size]]
+        )
+        for j, det in enumerate(dets):
+            keep = (det["scores"] >= params.min_score).nonzero().flatten()[:k]
+            n = len(keep)
+            out["boxes"][s + j, :n] = det["boxes"][keep].numpy()
+            out["scores"][s + j, :n] = det["scores"][keep].numpy()
+            out["labels"][s + j, :n] = det["labels"][keep].numpy()
+            out["features"][s + j, :n] = det["features"][keep].numpy().astype(np.float16)
+            out["counts"][s + j] = n
+    return out
+
+
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def detect_all(
+    status_rows: list[dict[str, Any]],
+    media_dir: str | Path,
+    checkpoint: str | Path,
+    params: DetectParams,
+    store_path: str | Path,
+    parts_dir: str | Path,
+) -> dict[str, Any] | None:
+    """Detect every ``ok`` clip; returns the metrics on rank 0 (None on other ranks)."""
+    torch.set_num_threads(params.threads)
+    rank, world = _dist()
+    model, meta = load_checkpoint(checkpoint)
+    sha = io.sha256_file(checkpoint)
+    key = params_key(sha, dataclasses.asdict(params))
+    ok = sorted(r["clip_id"] for r in status_rows if r["status"] == "ok")
+    mine = ok[rank::world]
+    failed: dict[str, str] = {}
+    done = 0
+    for cid in tqdm(mine, desc=f"detect[{rank}]", unit="clip", mininterval=2, disable=rank > 0):
+        if read_part(parts_dir, cid, key) is not None:
+            done += 1
+            continue
+        try:
+            result = detect_clip(model, Path(media_dir) / cid / "video.mp4", params)
+        except media.MediaError as err:  # a corrupt video: recorded and skipped
+            failed[cid] = str(err).splitlines()[-1][:300]
+            log.warning("detect: %s skipped: %s", cid, failed[cid])
+            continue
+        write_part(parts_dir, cid, result, key)
+    io.write_json(Path(parts_dir) / f"failed.rank{rank}.json", failed)
+    if world > 1:
+        torch.distributed.barrier()
+    if rank != 0:
+        return None
+    for r in range(world):
+        failed.update(io_json(Path(parts_dir) / f"failed.rank{r}.json"))
+    stored = [c for c in ok if c not in failed]
+    if not stored:
+        raise PipelineError("detect: no clip could be read; see the warnings above")
+    dim = model.roi_heads.box_head.fc7.out_features
+    n_frames = max(len(read_part(parts_dir, c, key)["counts"]) for c in stored)
+    build_store(
+        store_path,
+        parts_dir,
+        stored,
+        key,
+        attrs={
+            "class_names": meta["class_names"],
+            "detector": {"architecture": meta["architecture"], "sha256": sha},
+            "params": dataclasses.asdict(params),
+            "skipped": failed,
+        },
+        n_frames=n_frames,
+        max_boxes=params.max_boxes,
+        feature_dim=dim,
+        shard_clips=params.shard_clips,
+    )
+    log.info(
+        "detect: %d clips stored, %d skipped (%d reused from an earlier run)",
+        len(stored),
+        len(failed),
+        done,
+    )
+    return {
+        "clips": len(stored),
+        "skipped": len(failed),
+        "frames_per_clip": n_frames,
+        "feature_dim": dim,
+        "skipped_clips": dict(sorted(failed.items())),
+    }
+
+
+def io_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}

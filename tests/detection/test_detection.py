@@ -1,0 +1,244 @@
+"""Detector checkpoints, per-box features, the Zarr store, resuming and sharding."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import media
+from pipeline.detection.backends import CocoParams, DetectorError, FileParams, make_coco, make_file
+from pipeline.detection.infer import box_features, detect_with_features
+from pipeline.detection.model import CheckpointError, load_checkpoint, save_checkpoint, small_fpn
+from pipeline.detection.run import DetectParams, detect_all
+from pipeline.detection.store import DetectionStore, StoreError
+from pipeline.detection.train import FrameSet, average_precision, to_tensor
+from pipeline.params import BaseParams
+from pipeline.sources.synthetic import download_synthetic
+from tests.conftest import REPO, tiny_world
+
+WORLD = tiny_world(n_train=2, max_context=2)
+PARAMS = DetectParams(fps=2.0, max_boxes=5, min_score=0.0, batch_size=3, threads=1, shard_clips=2)
+
+
+def _tiny_model(num_classes=4):
+    torch.manual_seed(0)
+    model = small_fpn(
+        num_classes=num_classes,
+        image_size=96,
+        widths=(8, 8, 8, 8),
+        fpn_channels=8,
+        representation=16,
+        detections_per_img=5,
+    )
+    # Untrained heads score everything alike; a positive bias makes boxes survive the filters.
+    torch.nn.init.constant_(model.roi_heads.box_predictor.cls_score.bias, 0.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Four tiny clips laid out as the download stage writes them, a status list, a checkpoint."""
+    root = tmp_path_factory.mktemp("det")
+    download_synthetic(root / "world", WORLD, BaseParams(seed=0, sample_rate=11025))
+    media_dir = root / "media"
+    rows = []
+    for mp4 in sorted((root / "world" / "media").glob("*.mp4")):
+        cid = mp4.stem
+        (media_dir / cid).mkdir(parents=True)
+        shutil.copy(mp4, media_dir / cid / "video.mp4")
+        rows.append({"clip_id": cid, "status": "ok"})
+    ckpt = root / "detector.pt"
+    arch = {
+        "name": "small_fpn",
+        "kwargs": {
+            "num_classes": 4,
+            "image_size": 96,
+            "widths": [8, 8, 8, 8],
+            "fpn_channels": 8,
+            "representation": 16,
+            "detections_per_img": 5,
+        },
+    }
+    save_checkpoint(ckpt, _tiny_model(), arch, ["__background__", "a", "b", "c"], {"kind": "test"})
+    return {"root": root, "media": media_dir, "rows": rows, "ckpt": ckpt}
+
+
+def test_checkpoint_round_trip_and_refusals(clips, tmp_path):
+    model, meta = load_checkpoint(clips["ckpt"])
+    assert meta["class_names"] == ["__background__", "a", "b", "c"]
+    ref = _tiny_model()
+    for k, v in ref.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k])
+    with pytest.raises(CheckpointError, match="not found; run `dvc repro detector`"):
+        load_checkpoint(tmp_path / "none.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save({"kind": "detector", "schema_version": 99}, bad)
+    with pytest.raises(CheckpointError, match="schema 99, this code reads 1"):
+        load_checkpoint(bad)
+
+
+def test_features_are_those_of_the_final_boxes(clips):
+    model, _ = load_checkpoint(clips["ckpt"])
+    frames = media.decode_frames(clips["media"] / clips["rows"][0]["clip_id"] / "video.mp4")
+    images = [to_tensor(f) for f in frames[:2]]
+    dets = detect_with_features(model, images)
+    plain = model(images)
+    for det, ref, image in zip(dets, plain, images, strict=True):
+        assert len(det["boxes"]) > 0
+        for key in ("boxes", "scores", "labels"):
+            assert torch.equal(det[key], ref[key])
+        again = box_features(model, image, det["boxes"])
+        assert torch.allclose(again, det["features"], atol=1e-5)
+
+
+def test_store_round_trip_resume_and_corrupt_video(clips, tmp_path):
+    rows = [
+        *clips["rows"],
+        {"clip_id": "broken", "status": "ok"},
+        {"clip_id": "gone", "status": "unavailable"},
+    ]
+    (clips["media"] / "broken").mkdir(exist_ok=True)
+    (clips["media"] / "broken" / "video.mp4").write_bytes(b"\0" * 1000)
+    store_path, parts = tmp_path / "d.zarr", tmp_path / "parts"
+    metrics = detect_all(rows, clips["media"], clips["ckpt"], PARAMS, store_path, parts)
+    assert metrics["clips"] == 4 and metrics["skipped"] == 1
+    assert "broken" in metrics["skipped_clips"]
+    store = DetectionStore(store_path)
+    assert store.clip_ids == sorted(r["clip_id"] for r in clips["rows"])
+    assert store.class_names == ["__background__", "a", "b", "c"]
+    assert store.attrs["params"]["max_boxes"] == 5 and store.attrs["skipped"]
+    model, _ = load_checkpoint(clips["ckpt"])
+    cid = store.clip_ids[0]
+    got = store.read(cid)
+    assert got["times"].tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert got["features"].dtype == np.float16 and got["features"].shape == (4, 5, 16)
+    frames = media.decode_frames(clips["media"] / cid / "video.mp4")
+    for t, time_s in enumerate(got["times"]):
+        n = got["counts"][t]
+        assert n > 0 and np.all(got["labels"][t, n:] == -1)
+        boxes = torch.from_numpy(got["boxes"][t, :n])
+        image = to_tensor(frames[int(round(time_s * 4))])
+        expect = box_features(model, image, boxes).numpy()
+        np.testing.assert_allclose(
+            got["features"][t, :n].astype(np.float32), expect, rtol=0.01, atol=0.01
+        )
+    # A rerun reuses every part: the files are untouched and the store is the same.
+    mtimes = {p.name: p.stat().st_mtime_ns for p in parts.glob("*.npz")}
+    detect_all(rows, clips["media"], clips["ckpt"], PARAMS, store_path, parts)
+    assert {p.name: p.stat().st_mtime_ns for p in parts.glob("*.npz")} == mtimes
+
+
+def test_store_of_another_schema_is_refused(tmp_path):
+    import zarr
+
+    group = zarr.open_group(str(tmp_path / "old.zarr"), mode="w")
+    group.attrs["schema_version"] = 0
+    with pytest.raises(StoreError, match="schema_version 0, this code reads 1"):
+        DetectionStore(tmp_path / "old.zarr")
+    with pytest.raises(StoreError, match="no detections store here"):
+        DetectionStore(tmp_path / "nothing.zarr")
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_give_the_same_store(clips, tmp_path):
+    status = tmp_path / "status.jsonl"
+    status.write_text("".join(json.dumps(r) + "\n" for r in clips["rows"]))
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "detect:\n  fps: 2.0\n  max_boxes: 5\n  min_score: 0.0\n  batch_size: 3\n"
+        "  threads: 1\n  shard_clips: 2\n"
+    )
+
+    def run(prefix, name):
+        args = [
+            "--params",
+            str(params),
+            "--status",
+            str(status),
+            "--media",
+            str(clips["media"]),
+            "--detector",
+            str(clips["ckpt"]),
+            "--parts",
+            str(tmp_path / f"{name}-parts"),
+            "--out",
+            str(tmp_path / f"{name}.zarr"),
+            "--metrics",
+            str(tmp_path / f"{name}.json"),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        subprocess.run(
+            [*prefix, str(REPO / "stages" / "detect.py"), *args],
+            check=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
+
+    run([sys.executable], "one")
+    run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], "two"
+    )
+    one, two = DetectionStore(tmp_path / "one.zarr"), DetectionStore(tmp_path / "two.zarr")
+    assert one.clip_ids == two.clip_ids
+    for cid in one.clip_ids:
+        a, b = one.read(cid), two.read(cid)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert json.loads((tmp_path / "one.json").read_text()) == json.loads(
+        (tmp_path / "two.json").read_text()
+    )
+
+
+def test_average_precision_on_hand_made_boxes():
+    truths = FrameSet(
+        images=[None, None],
+        boxes=[
+            np.array([[0, 0, 10, 10]], np.float32),
+            np.array([[20, 20, 30, 30], [0, 0, 5, 5]], np.float32),
+        ],
+        labels=[np.array([1]), np.array([1, 2])],
+        class_names=["a", "b"],
+    )
+    perfect = [
+        {"boxes": b, "scores": np.ones(len(b)), "labels": lab}
+        for b, lab in zip(truths.boxes, truths.labels, strict=True)
+    ]
+    assert average_precision(perfect, truths)["map"] == pytest.approx(1.0)
+    shifted = [{**d, "boxes": d["boxes"] + 6} for d in perfect]  # IoU < 0.5 everywhere
+    assert average_precision(shifted, truths)["map"] == 0.0
+    half = [perfect[0], {**perfect[1], "labels": np.array([1, 1])}]  # class b missed
+    out = average_precision(half, truths)
+    assert out["per_class"]["b"] == 0.0 and out["map"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_coco_backend_offline_says_where_the_file_goes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+    with pytest.raises(DetectorError) as err:
+        make_coco(CocoParams(detections_per_img=10), tmp_path / "d.pt")
+    msg = str(err.value)
+    assert "fasterrcnn_resnet50_fpn_coco-258fb6c6.pth" in msg
+    assert str(tmp_path / "hub" / "hub" / "checkpoints") in msg
+    assert not (tmp_path / "d.pt").exists()
+
+
+def test_file_backend(tmp_path):
+    model = _tiny_model()
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    (tmp_path / "classes.txt").write_text("a\nb\nc\n")
+    with pytest.raises(DetectorError, match="does not load into resnet50_fpn"):
+        make_file(
+            FileParams(str(tmp_path / "w.pth"), "resnet50_fpn", str(tmp_path / "classes.txt")),
+            tmp_path / "d.pt",
+        )
+    with pytest.raises(DetectorError, match="nope.pth: not found"):
+        make_file(
+            FileParams(str(tmp_path / "nope.pth"), "small_fpn", str(tmp_path / "classes.txt")),
+            tmp_path / "d.pt",
+        )
