@@ -35,13 +35,27 @@ def test_dvc_repro_end_to_end(tmp_path):
     params = yaml.safe_load((repo / "params.yaml").read_text())
     # A tiny synthetic world: the same stages and code paths, in seconds.
     params["source"]["synthetic"].update(n_train=4, n_val=2, n_test=2, seconds=3.0, size=128)
+    params["detector"]["train"].update(iterations=10, eval_every=0, frame_stride=2, eval_stride=4)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(repo)}
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "repro"], cwd=repo, check=True, env=env)
-    for out in ("data/source/clips.jsonl", "data/source/meta.json", "data/labels/manifest.jsonl"):
+    for out in (
+        "data/source/clips.jsonl",
+        "data/source/meta.json",
+        "data/labels/manifest.jsonl",
+        "data/download/status.jsonl",
+        "data/detector/detector.pt",
+        "data/detect/detections.zarr/zarr.json",
+    ):
         assert (repo / out).is_file(), out
+    download = json.loads((repo / "metrics/download.json").read_text())
+    assert download["ok"] == 8 and download["failed"] == 0
+    detector = json.loads((repo / "metrics/detector.json").read_text())
+    assert set(detector) >= {"map50", "per_class", "curve"} and len(detector["curve"]) == 1
+    detect = json.loads((repo / "metrics/detect.json").read_text())
+    assert detect["clips"] == 8 and detect["frames_per_clip"] == 6
     metrics = json.loads((repo / "metrics/labels.json").read_text())
     assert set(metrics) >= {"per_word", "per_class", "splits", "summary"}
     assert len(metrics["per_word"]) == 305

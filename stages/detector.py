@@ -1,0 +1,23 @@
+"""DVC stage ``detector``: make the detector checkpoint with the backend ``detector.kind``."""
+
+from pipeline import io, stage
+from pipeline.detection.backends import DetectorParams, make_detector
+
+PARAMS = {"base.seed": int, "detector": DetectorParams}
+
+
+def add_args(parser):
+    parser.add_argument("--annotations", help="COCO box-annotation folder (kind: train)")
+    parser.add_argument("--out", required=True, help="the detector checkpoint")
+    parser.add_argument("--metrics", required=True, help="the detector metrics (JSON)")
+
+
+def body(params, args):
+    metrics = make_detector(
+        params["detector"], args.out, annotations=args.annotations, seed=params["base.seed"]
+    )
+    io.write_json(args.metrics, metrics)
+
+
+if __name__ == "__main__":
+    stage.main("detector", PARAMS, add_args, body)
