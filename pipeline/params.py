@@ -45,6 +45,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join("null" if a is type(None) else _type_name(a) for a in get_args(tp))
     if origin is list:
         return f"list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return f"mapping of str to {_type_name(get_args(tp)[1])}"
     if dataclasses.is_dataclass(tp):
         return "mapping"
     return getattr(tp, "__name__", str(tp))
@@ -73,6 +75,11 @@ def _convert(value: Any, tp: Any, key: str, file: str) -> Any:
             raise ParamsError(f"{file}: {key}: expected {_type_name(tp)}, got {value!r}")
         (item,) = get_args(tp)
         return tuple(_convert(v, item, f"{key}[{i}]", file) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ParamsError(f"{file}: {key}: expected {_type_name(tp)}, got {value!r}")
+        item = get_args(tp)[1]
+        return {k: _convert(v, item, f"{key}.{k}", file) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return parse(tp, value, key, file)
     if tp is float:
