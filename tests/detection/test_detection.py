@@ -107,6 +107,7 @@ def test_store_round_trip_resume_and_corrupt_video(clips, tmp_path):
     store_path, parts = tmp_path / "d.zarr", tmp_path / "parts"
     metrics = detect_all(rows, clips["media"], clips["ckpt"], PARAMS, store_path, parts)
     assert metrics["clips"] == 4 and metrics["skipped"] == 1
+    assert metrics["unmapped_objects"] == []  # no class map given
     assert "broken" in metrics["skipped_clips"]
     store = DetectionStore(store_path)
     assert store.clip_ids == sorted(r["clip_id"] for r in clips["rows"])
@@ -152,6 +153,8 @@ def test_torchrun_two_processes_give_the_same_store(clips, tmp_path):
     params.write_text(
         "detect:\n  fps: 2.0\n  max_boxes: 5\n  min_score: 0.0\n  batch_size: 3\n"
         "  threads: 1\n  shard_clips: 2\n"
+        "class_map:\n  name: synthetic\n  synthetic: {x: [a, b], y: [zz]}\n"
+        "  coco: {}\n  visual_genome: {}\n"
     )
 
     def run(prefix, name):
@@ -185,6 +188,11 @@ def test_torchrun_two_processes_give_the_same_store(clips, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], "two"
     )
     one, two = DetectionStore(tmp_path / "one.zarr"), DetectionStore(tmp_path / "two.zarr")
+    assert one.attrs["class_map"] == {
+        "name": "synthetic",
+        "ids": {"x": [1, 2], "y": []},
+        "missing": ["zz"],
+    }
     assert one.clip_ids == two.clip_ids
     for cid in one.clip_ids:
         a, b = one.read(cid), two.read(cid)
@@ -193,6 +201,15 @@ def test_torchrun_two_processes_give_the_same_store(clips, tmp_path):
     assert json.loads((tmp_path / "one.json").read_text()) == json.loads(
         (tmp_path / "two.json").read_text()
     )
+
+
+def test_a_class_map_that_fits_no_detector_class_stops_early():
+    from pipeline.detection.class_map import ClassMapError, ClassMapParams, resolve
+
+    params = ClassMapParams("coco", {}, {"dogs": ["dog"]}, {})
+    assert resolve(params, ["__background__", "person", "dog"])["ids"] == {"dogs": [2]}
+    with pytest.raises(ClassMapError, match="class_map.coco names none of the detector's"):
+        resolve(params, ["__background__", "bell", "birds"])
 
 
 def test_average_precision_on_hand_made_boxes():

@@ -1,0 +1,57 @@
+"""Which detector classes show each principal object: ``class_map`` in params.
+
+One map per detector vocabulary (``synthetic``, ``coco``, ``visual_genome``); ``class_map.name``
+selects the one that fits ``detector.kind``. The detect stage resolves it against the detector's
+class names and records it in the store, so the scene-graph stage finds each principal object's
+boxes by class id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Literal
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+
+class ClassMapError(PipelineError, ValueError):
+    """A class map that names none of the detector's classes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassMapParams:
+    """``class_map``.
+
+    Args:
+        name: the map to use: ``synthetic``, ``coco`` or ``visual_genome``.
+        synthetic, coco, visual_genome: principal object -> detector class names.
+    """
+
+    name: Literal["synthetic", "coco", "visual_genome"]
+    synthetic: dict[str, list[str]]
+    coco: dict[str, list[str]]
+    visual_genome: dict[str, list[str]]
+
+
+def resolve(params: ClassMapParams, class_names: list[str]) -> dict[str, Any]:
+    """The selected map as class ids of ``class_names``, and the names it could not find.
+
+    Raises:
+        ClassMapError: no principal object maps to any of the detector's classes.
+    """
+    chosen = getattr(params, params.name)
+    index = {n: i for i, n in enumerate(class_names)}
+    ids = {obj: [index[n] for n in names if n in index] for obj, names in sorted(chosen.items())}
+    missing = sorted({n for names in chosen.values() for n in names if n not in index})
+    if not any(ids.values()):
+        raise ClassMapError(
+            f"class_map.{params.name} names none of the detector's classes "
+            f"({', '.join(class_names[1:6])}, ...); pick the map of this detector "
+            "(class_map.name) or fix its class names"
+        )
+    if missing:
+        log.warning("class_map.%s: the detector has no class %s", params.name, ", ".join(missing))
+    return {"name": params.name, "ids": ids, "missing": missing}
