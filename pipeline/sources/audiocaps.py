@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.params import BaseParams
 from pipeline.sources.captions_csv import merge_splits, read_caption_csv
-from pipeline.sources.fetch import fetch
+from pipeline.sources.fetch import fetch_pinned
 from pipeline.sources.table import RAW_DIR, Clip
 
 COMMIT = "80fb3ade6d400d4311354a360db25da051a48cc1"
@@ -40,17 +40,13 @@ def download_audiocaps(
     target_dir: str | Path, params: AudiocapsParams, base: BaseParams | None = None
 ) -> list[dict[str, str]]:
     """Fetch the three CSVs into ``<target_dir>/raw``; returns their provenance."""
-    return [
-        fetch(
-            name,
-            URL.format(commit=COMMIT, name=name),
-            Path(target_dir) / RAW_DIR / name,
-            sha256=sha,
-            mirror=params.mirror,
-            mirror_key="source.audiocaps.mirror",
-        )
-        for name, (_, sha) in FILES.items()
-    ]
+    return fetch_pinned(
+        {name: sha for name, (_, sha) in FILES.items()},
+        URL.replace("{commit}", COMMIT),
+        Path(target_dir) / RAW_DIR,
+        mirror=params.mirror,
+        mirror_key="source.audiocaps.mirror",
+    )
 
 
 def prepare_audiocaps(

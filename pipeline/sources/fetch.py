@@ -106,3 +106,27 @@ def fetch(
         )
     io.write_bytes(dest, data)
     return {"name": name, "from": where, "sha256": digest}
+
+
+def fetch_pinned(
+    files: dict[str, str],
+    url: str,
+    raw_dir: str | Path,
+    *,
+    mirror: str | None,
+    mirror_key: str,
+) -> list[dict[str, str]]:
+    """Fetch several sha256-pinned files (name -> sha256) into ``raw_dir``.
+
+    ``url`` is the public address with ``{name}`` for each file's name."""
+    return [
+        fetch(
+            name,
+            url.format(name=name),
+            Path(raw_dir) / name,
+            sha256=sha,
+            mirror=mirror,
+            mirror_key=mirror_key,
+        )
+        for name, sha in files.items()
+    ]

@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from pipeline.params import BaseParams
-from pipeline.sources.fetch import FetchError, fetch
+from pipeline.sources.fetch import FetchError, fetch_pinned
 from pipeline.sources.table import RAW_DIR, Clip, clip_id_for
 
 COMMIT = "6f47a09aa1dc596d4dd3eb9c194819832becabc0"
@@ -62,20 +62,13 @@ def download_music(
     target_dir: str | Path, params: MusicParams, base: BaseParams | None = None
 ) -> list[dict[str, str]]:
     """Fetch the selected id lists into ``<target_dir>/raw``; returns their provenance."""
-    out = []
-    for name in params.lists:
-        file, sha = LISTS[name]
-        out.append(
-            fetch(
-                file,
-                URL.format(commit=COMMIT, name=file),
-                Path(target_dir) / RAW_DIR / file,
-                sha256=sha,
-                mirror=params.mirror,
-                mirror_key="source.music.mirror",
-            )
-        )
-    return out
+    return fetch_pinned(
+        dict(LISTS[name] for name in params.lists),
+        URL.replace("{commit}", COMMIT),
+        Path(target_dir) / RAW_DIR,
+        mirror=params.mirror,
+        mirror_key="source.music.mirror",
+    )
 
 
 def prepare_music(target_dir: str | Path, params: MusicParams, base: BaseParams) -> list[Clip]:
