@@ -14,12 +14,16 @@ from pathlib import Path
 import numpy as np
 
 #: Flags that keep encoder versions and timestamps out of the file: same input, same bytes.
-BITEXACT = {
-    "fflags": "+bitexact",
-    "flags:v": "+bitexact",
-    "flags:a": "+bitexact",
-    "map_metadata": "-1",
-}
+BITEXACT = [
+    "-fflags",
+    "+bitexact",
+    "-flags:v",
+    "+bitexact",
+    "-flags:a",
+    "+bitexact",
+    "-map_metadata",
+    "-1",
+]
 
 
 class MediaError(RuntimeError):
@@ -59,7 +63,6 @@ def encode_mp4(
     n, h, w, _ = frames.shape
     if frames.dtype != np.uint8:
         raise TypeError(f"frames must be uint8 (n, h, w, 3), got {frames.dtype} {frames.shape}")
-    bitexact = [x for k, v in BITEXACT.items() for x in (f"-{k}", v)]
     _run(
         [
             "-y",
@@ -93,7 +96,7 @@ def encode_mp4(
             "aac",
             "-b:a",
             audio_bitrate,
-            *bitexact,
+            *BITEXACT,
             "-movflags",
             "+faststart",
             "-f",
@@ -162,7 +165,6 @@ def cut_clip(
         f"scale={size}:{size}:force_original_aspect_ratio=decrease,"
         f"pad={size}:{size}:(ow-iw)/2:(oh-ih)/2,setsar=1"
     )
-    bitexact = [x for k, v in BITEXACT.items() for x in (f"-{k}", v)]
     _run(
         [
             "-y",
@@ -180,7 +182,7 @@ def cut_clip(
             str(sample_rate),
             "-c:a",
             "pcm_s16le",
-            *bitexact,
+            *BITEXACT,
             "-f",
             "wav",
             str(wav_out),
@@ -201,7 +203,7 @@ def cut_clip(
             "-threads",
             "1",
             "-an",
-            *bitexact,
+            *BITEXACT,
             "-f",
             "mp4",
             str(mp4_out),
