@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import torch
 
-from pipeline.detection.model import ARCHITECTURES, build, save_checkpoint
+from pipeline.detection.model import build, save_checkpoint
 from pipeline.detection.train import average_precision, load_frames, predict, train_detector
 from pipeline.errors import PipelineError
 
@@ -160,12 +160,13 @@ def make_train(
             **({"image_size": params.image_size} if params.architecture == "small_fpn" else {}),
         },
     }
-    if arch["name"] not in ARCHITECTURES:
-        raise DetectorError(f"unknown architecture {arch['name']}")
     model = build(arch)
+    last: dict[str, Any] = {}
 
     def score(m):
-        return average_precision(predict(m, held_out.images), held_out)["map"]
+        # train_detector always scores after the last step: that result is the final one.
+        last.update(average_precision(predict(m, held_out.images), held_out))
+        return last["map"]
 
     curve = train_detector(
         model,
@@ -177,7 +178,6 @@ def make_train(
         eval_fn=score,
         eval_every=params.eval_every or params.iterations,
     )
-    final = average_precision(predict(model, held_out.images), held_out)
     save_checkpoint(
         out,
         model,
@@ -187,13 +187,13 @@ def make_train(
             "kind": "train",
             "params": dataclasses.asdict(params),
             "seed": seed,
-            "map50": final["map"],
+            "map50": last["map"],
         },
     )
     return {
         "kind": "train",
-        "map50": round(final["map"], 4),
-        "per_class": {k: round(v, 4) for k, v in final["per_class"].items()},
+        "map50": round(last["map"], 4),
+        "per_class": {k: round(v, 4) for k, v in last["per_class"].items()},
         "train_frames": len(train.images),
         "held_out_frames": len(held_out.images),
         "curve": [{k: round(v, 4) for k, v in r.items()} for r in curve],
