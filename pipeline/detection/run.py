@@ -22,7 +22,13 @@ from pipeline import io, media
 from pipeline.detection.class_map import ClassMapParams, resolve
 from pipeline.detection.infer import detect_with_features
 from pipeline.detection.model import load_checkpoint
-from pipeline.detection.store import build_store, params_key, read_part, write_part
+from pipeline.detection.store import (
+    build_store,
+    params_key,
+    part_frames,
+    read_part,
+    write_part,
+)
 from pipeline.detection.train import to_tensor
 from pipeline.errors import PipelineError
 
@@ -147,7 +153,7 @@ def detect_all(
     if not stored:
         raise PipelineError("detect: no clip could be read; see the warnings above")
     dim = model.roi_heads.box_head.fc7.out_features
-    n_frames = max(len(read_part(parts_dir, c, key)["counts"]) for c in stored)
+    n_frames = max(part_frames(parts_dir, c) for c in stored)  # build_store reads them whole
     build_store(
         store_path,
         parts_dir,

@@ -61,6 +61,12 @@ def read_part(parts_dir: str | Path, clip_id: str, key: str) -> dict[str, np.nda
         return None
 
 
+def part_frames(parts_dir: str | Path, clip_id: str) -> int:
+    """Frames in a clip's part, reading only its ``counts`` (npz members load lazily)."""
+    with np.load(Path(parts_dir) / f"{clip_id}.npz", allow_pickle=False) as z:
+        return len(z["counts"])
+
+
 def build_store(
     path: str | Path,
     parts_dir: str | Path,
