@@ -84,7 +84,7 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| trained small_fpn | {size[0]} px | {fps(trained, 256):.1f} |")
     for px in (256, 480):
-        model = resnet50_fpn(num_classes=91, min_size=px, max_size=px)
+        model = resnet50_fpn(num_classes=91, image_size=px)
         print(f"| ResNet-50 FPN | {px} px | {fps(model, px, n_batches=1):.2f} |")
     s = store_times()
     print(

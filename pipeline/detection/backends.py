@@ -157,7 +157,7 @@ def make_train(
         "name": params.architecture,
         "kwargs": {
             "num_classes": len(train.class_names) + 1,
-            **({"image_size": params.image_size} if params.architecture == "small_fpn" else {}),
+            "image_size": params.image_size,
         },
     }
     model = build(arch)

@@ -107,9 +107,15 @@ def small_fpn(
     )
 
 
-def resnet50_fpn(num_classes: int = 91, detections_per_img: int = 100, **kw: Any) -> FasterRCNN:
+def resnet50_fpn(
+    num_classes: int = 91, detections_per_img: int = 100, image_size: int | None = None, **kw: Any
+) -> FasterRCNN:
+    """torchvision's Faster R-CNN R50-FPN; ``image_size`` fixes the input side (default: COCO's
+    800-1333 px resize)."""
     from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
+    if image_size is not None:
+        kw.update(min_size=image_size, max_size=image_size)
     return fasterrcnn_resnet50_fpn(
         weights=None,
         weights_backbone=None,

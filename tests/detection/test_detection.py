@@ -259,3 +259,11 @@ def test_file_backend(tmp_path):
             FileParams(str(tmp_path / "nope.pth"), "small_fpn", str(tmp_path / "classes.txt")),
             tmp_path / "d.pt",
         )
+
+
+def test_both_architectures_honour_image_size():
+    from pipeline.detection.model import build
+
+    for name in ("small_fpn", "resnet50_fpn"):
+        model = build({"name": name, "kwargs": {"num_classes": 3, "image_size": 160}})
+        assert model.transform.min_size == (160,) and model.transform.max_size == 160
