@@ -7,6 +7,7 @@ complete, so a stage killed at any moment never leaves a half-written file that 
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -59,6 +60,14 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
             fh.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
             n += 1
     return n
+
+
+def write_csv(path: str | Path, rows: Iterable[dict[str, Any]], fieldnames: list[str]) -> None:
+    """Write dict rows as CSV with a header, atomically (for DVC plots and per-item tables)."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:

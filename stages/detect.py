@@ -4,10 +4,9 @@ Runs as one process, or sharded: ``torchrun --nproc_per_node=N stages/detect.py 
 """
 
 from pipeline import io, stage
-from pipeline.detection.class_map import ClassMapParams
 from pipeline.detection.run import DetectParams, detect_all
 
-PARAMS = {"detect": DetectParams, "class_map": ClassMapParams}
+PARAMS = {"detect": DetectParams}
 
 
 def add_args(parser):
@@ -27,7 +26,6 @@ def body(params, args):
         params["detect"],
         args.out,
         args.parts,
-        params["class_map"],
     )
     if metrics is not None:  # rank 0
         io.write_json(args.metrics, metrics)

@@ -66,3 +66,60 @@ def http_server():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def tiny_model(num_classes=4):
+    """An untrained small_fpn detector for 96 px frames whose boxes survive the score filter."""
+    import torch
+
+    from pipeline.detection.model import small_fpn
+
+    torch.manual_seed(0)
+    model = small_fpn(
+        num_classes=num_classes,
+        image_size=96,
+        widths=(8, 8, 8, 8),
+        fpn_channels=8,
+        representation=16,
+        detections_per_img=5,
+    )
+    # Untrained heads score everything alike; a positive bias makes boxes survive the filters.
+    torch.nn.init.constant_(model.roi_heads.box_predictor.cls_score.bias, 0.0)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_clips(tmp_path_factory):
+    """Four tiny clips laid out as the download stage writes them, a status list, and an untrained
+    detector checkpoint with classes a, b, c."""
+    import shutil
+
+    from pipeline.detection.model import save_checkpoint
+    from pipeline.params import BaseParams
+    from pipeline.sources.synthetic import download_synthetic
+
+    root = tmp_path_factory.mktemp("det")
+    download_synthetic(
+        root / "world", tiny_world(n_train=2, max_context=2), BaseParams(seed=0, sample_rate=11025)
+    )
+    media_dir = root / "media"
+    rows = []
+    for mp4 in sorted((root / "world" / "media").glob("*.mp4")):
+        cid = mp4.stem
+        (media_dir / cid).mkdir(parents=True)
+        shutil.copy(mp4, media_dir / cid / "video.mp4")
+        rows.append({"clip_id": cid, "status": "ok"})
+    ckpt = root / "detector.pt"
+    arch = {
+        "name": "small_fpn",
+        "kwargs": {
+            "num_classes": 4,
+            "image_size": 96,
+            "widths": [8, 8, 8, 8],
+            "fpn_channels": 8,
+            "representation": 16,
+            "detections_per_img": 5,
+        },
+    }
+    save_checkpoint(ckpt, tiny_model(), arch, ["__background__", "a", "b", "c"], {"kind": "test"})
+    return {"root": root, "media": media_dir, "rows": rows, "ckpt": ckpt}

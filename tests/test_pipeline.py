@@ -48,6 +48,8 @@ def test_dvc_repro_end_to_end(tmp_path):
         "data/download/status.jsonl",
         "data/detector/detector.pt",
         "data/detect/detections.zarr/zarr.json",
+        "data/graphs/graphs.h5",
+        "plots/graph_sizes.csv",
     ):
         assert (repo / out).is_file(), out
     download = json.loads((repo / "metrics/download.json").read_text())
@@ -56,6 +58,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert set(detector) >= {"map50", "per_class", "curve"} and len(detector["curve"]) == 1
     detect = json.loads((repo / "metrics/detect.json").read_text())
     assert detect["clips"] == 8 and detect["frames_per_clip"] == 6
+    graphs = json.loads((repo / "metrics/graphs.json").read_text())
+    assert graphs["graphs"] + graphs["skipped"] == 8
+    assert set(graphs) >= {"nodes_per_graph", "context_per_principal", "skipped_per_reason"}
     metrics = json.loads((repo / "metrics/labels.json").read_text())
     assert set(metrics) >= {"per_word", "per_class", "splits", "summary"}
     assert len(metrics["per_word"]) == 305

@@ -19,7 +19,6 @@ import torch
 from tqdm import tqdm
 
 from pipeline import io, media
-from pipeline.detection.class_map import ClassMapParams, resolve
 from pipeline.detection.infer import detect_with_features
 from pipeline.detection.model import load_checkpoint
 from pipeline.detection.store import (
@@ -114,16 +113,11 @@ def detect_all(
     params: DetectParams,
     store_path: str | Path,
     parts_dir: str | Path,
-    class_map: ClassMapParams | None = None,
 ) -> dict[str, Any] | None:
-    """Detect every ``ok`` clip; returns the metrics on rank 0 (None on other ranks).
-
-    ``class_map`` is resolved against the detector's classes before any work (a map that names
-    none of them stops the stage) and recorded in the store."""
+    """Detect every ``ok`` clip; returns the metrics on rank 0 (None on other ranks)."""
     torch.set_num_threads(params.threads)
     rank, world = _dist()
     model, meta = load_checkpoint(checkpoint)
-    resolved = resolve(class_map, meta["class_names"]) if class_map else None
     sha = io.sha256_file(checkpoint)
     key = params_key(sha, dataclasses.asdict(params))
     ok = sorted(r["clip_id"] for r in status_rows if r["status"] == "ok")
@@ -149,7 +143,6 @@ def detect_all(
     for r in range(world):
         failed.update(io_json(Path(parts_dir) / f"failed.rank{r}.json"))
     stored = [c for c in ok if c not in failed]
-    stored_set = set(stored)
     if not stored:
         raise PipelineError("detect: no clip could be read; see the warnings above")
     dim = model.roi_heads.box_head.fc7.out_features
@@ -164,7 +157,6 @@ def detect_all(
             "detector": {"architecture": meta["architecture"], "sha256": sha},
             "params": dataclasses.asdict(params),
             "skipped": failed,
-            "class_map": resolved,
         },
         n_frames=n_frames,
         max_boxes=params.max_boxes,
@@ -183,16 +175,6 @@ def detect_all(
         "frames_per_clip": n_frames,
         "feature_dim": dim,
         "skipped_clips": dict(sorted(failed.items())),
-        # principal objects of stored clips that no detector class shows: no graph for them
-        "unmapped_objects": sorted(
-            {
-                o
-                for r in status_rows
-                if r["clip_id"] in stored_set
-                for o in r.get("principal_objects", [])
-                if resolved and not resolved["ids"].get(o)
-            }
-        ),
     }
 
 

@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -13,65 +12,19 @@ import torch
 from pipeline import media
 from pipeline.detection.backends import CocoParams, DetectorError, FileParams, make_coco, make_file
 from pipeline.detection.infer import box_features, detect_with_features
-from pipeline.detection.model import CheckpointError, load_checkpoint, save_checkpoint, small_fpn
+from pipeline.detection.model import CheckpointError, load_checkpoint
 from pipeline.detection.run import DetectParams, detect_all
 from pipeline.detection.store import DetectionStore, StoreError
 from pipeline.detection.train import FrameSet, average_precision, to_tensor
-from pipeline.params import BaseParams
-from pipeline.sources.synthetic import download_synthetic
-from tests.conftest import REPO, tiny_world
+from tests.conftest import REPO, tiny_model
 
-WORLD = tiny_world(n_train=2, max_context=2)
 PARAMS = DetectParams(fps=2.0, max_boxes=5, min_score=0.0, batch_size=3, threads=1, shard_clips=2)
 
 
-def _tiny_model(num_classes=4):
-    torch.manual_seed(0)
-    model = small_fpn(
-        num_classes=num_classes,
-        image_size=96,
-        widths=(8, 8, 8, 8),
-        fpn_channels=8,
-        representation=16,
-        detections_per_img=5,
-    )
-    # Untrained heads score everything alike; a positive bias makes boxes survive the filters.
-    torch.nn.init.constant_(model.roi_heads.box_predictor.cls_score.bias, 0.0)
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    """Four tiny clips laid out as the download stage writes them, a status list, a checkpoint."""
-    root = tmp_path_factory.mktemp("det")
-    download_synthetic(root / "world", WORLD, BaseParams(seed=0, sample_rate=11025))
-    media_dir = root / "media"
-    rows = []
-    for mp4 in sorted((root / "world" / "media").glob("*.mp4")):
-        cid = mp4.stem
-        (media_dir / cid).mkdir(parents=True)
-        shutil.copy(mp4, media_dir / cid / "video.mp4")
-        rows.append({"clip_id": cid, "status": "ok"})
-    ckpt = root / "detector.pt"
-    arch = {
-        "name": "small_fpn",
-        "kwargs": {
-            "num_classes": 4,
-            "image_size": 96,
-            "widths": [8, 8, 8, 8],
-            "fpn_channels": 8,
-            "representation": 16,
-            "detections_per_img": 5,
-        },
-    }
-    save_checkpoint(ckpt, _tiny_model(), arch, ["__background__", "a", "b", "c"], {"kind": "test"})
-    return {"root": root, "media": media_dir, "rows": rows, "ckpt": ckpt}
-
-
-def test_checkpoint_round_trip_and_refusals(clips, tmp_path):
-    model, meta = load_checkpoint(clips["ckpt"])
+def test_checkpoint_round_trip_and_refusals(tiny_clips, tmp_path):
+    model, meta = load_checkpoint(tiny_clips["ckpt"])
     assert meta["class_names"] == ["__background__", "a", "b", "c"]
-    ref = _tiny_model()
+    ref = tiny_model()
     for k, v in ref.state_dict().items():
         assert torch.equal(v, model.state_dict()[k])
     with pytest.raises(CheckpointError, match="not found; run `dvc repro detector`"):
@@ -82,9 +35,11 @@ def test_checkpoint_round_trip_and_refusals(clips, tmp_path):
         load_checkpoint(bad)
 
 
-def test_features_are_those_of_the_final_boxes(clips):
-    model, _ = load_checkpoint(clips["ckpt"])
-    frames = media.decode_frames(clips["media"] / clips["rows"][0]["clip_id"] / "video.mp4")
+def test_features_are_those_of_the_final_boxes(tiny_clips):
+    model, _ = load_checkpoint(tiny_clips["ckpt"])
+    frames = media.decode_frames(
+        tiny_clips["media"] / tiny_clips["rows"][0]["clip_id"] / "video.mp4"
+    )
     images = [to_tensor(f) for f in frames[:2]]
     dets = detect_with_features(model, images)
     plain = model(images)
@@ -96,29 +51,28 @@ def test_features_are_those_of_the_final_boxes(clips):
         assert torch.allclose(again, det["features"], atol=1e-5)
 
 
-def test_store_round_trip_resume_and_corrupt_video(clips, tmp_path):
+def test_store_round_trip_resume_and_corrupt_video(tiny_clips, tmp_path):
     rows = [
-        *clips["rows"],
+        *tiny_clips["rows"],
         {"clip_id": "broken", "status": "ok"},
         {"clip_id": "gone", "status": "unavailable"},
     ]
-    (clips["media"] / "broken").mkdir(exist_ok=True)
-    (clips["media"] / "broken" / "video.mp4").write_bytes(b"\0" * 1000)
+    (tiny_clips["media"] / "broken").mkdir(exist_ok=True)
+    (tiny_clips["media"] / "broken" / "video.mp4").write_bytes(b"\0" * 1000)
     store_path, parts = tmp_path / "d.zarr", tmp_path / "parts"
-    metrics = detect_all(rows, clips["media"], clips["ckpt"], PARAMS, store_path, parts)
+    metrics = detect_all(rows, tiny_clips["media"], tiny_clips["ckpt"], PARAMS, store_path, parts)
     assert metrics["clips"] == 4 and metrics["skipped"] == 1
-    assert metrics["unmapped_objects"] == []  # no class map given
     assert "broken" in metrics["skipped_clips"]
     store = DetectionStore(store_path)
-    assert store.clip_ids == sorted(r["clip_id"] for r in clips["rows"])
+    assert store.clip_ids == sorted(r["clip_id"] for r in tiny_clips["rows"])
     assert store.class_names == ["__background__", "a", "b", "c"]
     assert store.attrs["params"]["max_boxes"] == 5 and store.attrs["skipped"]
-    model, _ = load_checkpoint(clips["ckpt"])
+    model, _ = load_checkpoint(tiny_clips["ckpt"])
     cid = store.clip_ids[0]
     got = store.read(cid)
     assert got["times"].tolist() == [0.0, 0.5, 1.0, 1.5]
     assert got["features"].dtype == np.float16 and got["features"].shape == (4, 5, 16)
-    frames = media.decode_frames(clips["media"] / cid / "video.mp4")
+    frames = media.decode_frames(tiny_clips["media"] / cid / "video.mp4")
     for t, time_s in enumerate(got["times"]):
         n = got["counts"][t]
         assert n > 0 and np.all(got["labels"][t, n:] == -1)
@@ -130,7 +84,7 @@ def test_store_round_trip_resume_and_corrupt_video(clips, tmp_path):
         )
     # A rerun reuses every part: the files are untouched and the store is the same.
     mtimes = {p.name: p.stat().st_mtime_ns for p in parts.glob("*.npz")}
-    detect_all(rows, clips["media"], clips["ckpt"], PARAMS, store_path, parts)
+    detect_all(rows, tiny_clips["media"], tiny_clips["ckpt"], PARAMS, store_path, parts)
     assert {p.name: p.stat().st_mtime_ns for p in parts.glob("*.npz")} == mtimes
 
 
@@ -146,15 +100,13 @@ def test_store_of_another_schema_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_give_the_same_store(clips, tmp_path):
+def test_torchrun_two_processes_give_the_same_store(tiny_clips, tmp_path):
     status = tmp_path / "status.jsonl"
-    status.write_text("".join(json.dumps(r) + "\n" for r in clips["rows"]))
+    status.write_text("".join(json.dumps(r) + "\n" for r in tiny_clips["rows"]))
     params = tmp_path / "params.yaml"
     params.write_text(
         "detect:\n  fps: 2.0\n  max_boxes: 5\n  min_score: 0.0\n  batch_size: 3\n"
         "  threads: 1\n  shard_clips: 2\n"
-        "class_map:\n  name: synthetic\n  synthetic: {x: [a, b], y: [zz]}\n"
-        "  coco: {}\n  visual_genome: {}\n"
     )
 
     def run(prefix, name):
@@ -164,9 +116,9 @@ def test_torchrun_two_processes_give_the_same_store(clips, tmp_path):
             "--status",
             str(status),
             "--media",
-            str(clips["media"]),
+            str(tiny_clips["media"]),
             "--detector",
-            str(clips["ckpt"]),
+            str(tiny_clips["ckpt"]),
             "--parts",
             str(tmp_path / f"{name}-parts"),
             "--out",
@@ -188,11 +140,6 @@ def test_torchrun_two_processes_give_the_same_store(clips, tmp_path):
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], "two"
     )
     one, two = DetectionStore(tmp_path / "one.zarr"), DetectionStore(tmp_path / "two.zarr")
-    assert one.attrs["class_map"] == {
-        "name": "synthetic",
-        "ids": {"x": [1, 2], "y": []},
-        "missing": ["zz"],
-    }
     assert one.clip_ids == two.clip_ids
     for cid in one.clip_ids:
         a, b = one.read(cid), two.read(cid)
@@ -201,15 +148,6 @@ def test_torchrun_two_processes_give_the_same_store(clips, tmp_path):
     assert json.loads((tmp_path / "one.json").read_text()) == json.loads(
         (tmp_path / "two.json").read_text()
     )
-
-
-def test_a_class_map_that_fits_no_detector_class_stops_early():
-    from pipeline.detection.class_map import ClassMapError, ClassMapParams, resolve
-
-    params = ClassMapParams("coco", {}, {"dogs": ["dog"]}, {})
-    assert resolve(params, ["__background__", "person", "dog"])["ids"] == {"dogs": [2]}
-    with pytest.raises(ClassMapError, match="class_map.coco names none of the detector's"):
-        resolve(params, ["__background__", "bell", "birds"])
 
 
 def test_average_precision_on_hand_made_boxes():
@@ -246,7 +184,7 @@ def test_coco_backend_offline_says_where_the_file_goes(tmp_path, monkeypatch):
 
 
 def test_file_backend(tmp_path):
-    model = _tiny_model()
+    model = tiny_model()
     torch.save(model.state_dict(), tmp_path / "w.pth")
     (tmp_path / "classes.txt").write_text("a\nb\nc\n")
     with pytest.raises(DetectorError, match="does not load into resnet50_fpn"):

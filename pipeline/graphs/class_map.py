@@ -1,20 +1,17 @@
 """Which detector classes show each principal object: ``class_map`` in params.
 
 One map per detector vocabulary (``synthetic``, ``coco``, ``visual_genome``); ``class_map.name``
-selects the one that fits ``detector.kind``. The detect stage resolves it against the detector's
-class names and records it in the store, so the scene-graph stage finds each principal object's
-boxes by class id.
+selects the one that fits ``detector.kind``. The graphs stage resolves it against the class names
+recorded in the detections store (a map that names none of them stops it), finds each principal
+object's boxes by class id, and records the resolved map in the graph store.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any, Literal
 
 from pipeline.errors import PipelineError
-
-log = logging.getLogger(__name__)
 
 
 class ClassMapError(PipelineError, ValueError):
@@ -52,6 +49,4 @@ def resolve(params: ClassMapParams, class_names: list[str]) -> dict[str, Any]:
             f"({', '.join(class_names[1:6])}, ...); pick the map of this detector "
             "(class_map.name) or fix its class names"
         )
-    if missing:
-        log.warning("class_map.%s: the detector has no class %s", params.name, ", ".join(missing))
     return {"name": params.name, "ids": ids, "missing": missing}

@@ -1,0 +1,268 @@
+"""The graphs stage: a scene graph for every clip with usable detections, into one HDF5 store.
+
+The random-crop background node needs the clip's frame and the detector that made the
+detections (so its feature lives in the same space as the boxes'); each crop's feature is cached
+per clip in a persistent folder, keyed by the detector and the crop settings, so a killed or
+re-parametrised run (say a new ``graphs.iou``) does not embed them again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline import io, media
+from pipeline.detection.store import DetectionStore
+from pipeline.errors import PipelineError
+from pipeline.graphs.build import (
+    BACKGROUND,
+    ROLES,
+    GraphsParams,
+    Skip,
+    build_graph,
+    first_box,
+    random_crop,
+)
+from pipeline.graphs.class_map import ClassMapParams, resolve
+from pipeline.graphs.store import write_store
+
+log = logging.getLogger(__name__)
+
+
+def clip_rng(seed: int, clip_id: str) -> np.random.Generator:
+    """A generator for one clip that depends on the seed and the clip id only (not on order)."""
+    digest = int.from_bytes(hashlib.sha256(clip_id.encode()).digest()[:8], "little")
+    return np.random.default_rng([seed, digest])
+
+
+class CropEmbedder:
+    """Random-crop background nodes: the crop of a sampled frame through the detector's box head,
+    cached per clip in ``cache_dir``."""
+
+    def __init__(self, checkpoint, store: DetectionStore, media_dir, cache_dir, params, seed):
+        from pipeline.detection.model import load_checkpoint
+
+        sha = io.sha256_file(checkpoint)
+        made_by = store.attrs["detector"]["sha256"]
+        if sha != made_by:
+            raise PipelineError(
+                f"{checkpoint} is not the detector that made {store.path} "
+                f"(sha256 {sha[:12]} vs {made_by[:12]}); rerun `dvc repro detect`"
+            )
+        self.model, _ = load_checkpoint(checkpoint)
+        self.fps = float(store.attrs["params"]["fps"])
+        self.media_dir, self.cache_dir = Path(media_dir), Path(cache_dir)
+        self.params, self.seed = params, seed
+        self.key = json.dumps(
+            {"detector": sha, "seed": seed, "crop": [params.crop_min, params.crop_max]},
+            sort_keys=True,
+        )
+
+    def __call__(self, clip_id: str, n_frames: int) -> dict[str, np.ndarray]:
+        cached = self._cached(clip_id)
+        if cached is not None:
+            return cached
+        from pipeline.detection.infer import box_features
+        from pipeline.detection.run import sample_frames
+        from pipeline.detection.train import to_tensor
+
+        frames, _ = sample_frames(self.media_dir / clip_id / "video.mp4", self.fps)
+        h, w = frames.shape[1:3]
+        t, box = random_crop(
+            clip_rng(self.seed, clip_id), min(n_frames, len(frames)), h, w, self.params
+        )
+        x = box_features(self.model, to_tensor(frames[t]), torch.from_numpy(box)[None])[0]
+        out = {"frame": np.int16(t), "box": box, "x": x.numpy().astype(np.float16)}
+        path = self.cache_dir / f"{clip_id}.npz"
+        with io.atomic_path(path) as tmp, tmp.open("wb") as fh:
+            np.savez(fh, key=np.array(self.key), **out)
+        return out
+
+    def _cached(self, clip_id: str) -> dict[str, np.ndarray] | None:
+        path = self.cache_dir / f"{clip_id}.npz"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) == self.key:
+                    return {k: z[k] for k in ("frame", "box", "x")}
+        except (OSError, ValueError, KeyError):
+            pass  # missing, stale or corrupt: embed again
+        return None
+
+
+def nodes_of(
+    det: dict[str, np.ndarray], built: dict[str, np.ndarray], background: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """The store's node arrays: the built principal / context nodes, then the background node."""
+    t, k = built["frame"].astype(int), built["box_index"].astype(int)
+    bt = int(background["frame"])
+    return {
+        "x": np.concatenate([det["features"][t, k], background["x"][None]]),
+        "box": np.concatenate([det["boxes"][t, k], background["box"][None]]),
+        "frame": np.append(built["frame"], bt),
+        "time": np.append(det["times"][t], det["times"][bt]),
+        "score": np.append(det["scores"][t, k], background["score"]),
+        "role": np.append(built["role"], BACKGROUND),
+        "slot": np.append(built["slot"], -1),
+    }
+
+
+def build_all(
+    detections: str | Path,
+    manifest: list[dict[str, Any]],
+    params: GraphsParams,
+    class_map: ClassMapParams,
+    out: str | Path,
+    *,
+    seed: int,
+    detector: str | Path | None = None,
+    media_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> tuple[dict[str, Any], list[dict[str, int]]]:
+    """Build and write the graph store; returns the metrics and the graph-size histogram rows.
+
+    ``detector``, ``media_dir`` and ``cache_dir`` are needed for ``background: random_crop``.
+    """
+    torch.set_num_threads(params.threads)
+    store = DetectionStore(detections)
+    resolved = resolve(class_map, store.class_names)
+    labels = {r["clip_id"]: r for r in manifest}
+    missing = [c for c in store.clip_ids if c not in labels]
+    if missing:
+        raise PipelineError(
+            f"{len(missing)} clips of {store.path} have no labels (first: {missing[0]}); "
+            "the detections and the labels manifest are out of step: run `dvc repro`"
+        )
+    unmapped = sorted(
+        {
+            o
+            for c in store.clip_ids
+            for o in labels[c]["principal_objects"]
+            if not resolved["ids"].get(o)
+        }
+    )
+    if unmapped:  # their clips are skipped; the metrics count them per object
+        log.warning(
+            "graphs: class_map.%s gives no detector class for %s (their clips get no graph)",
+            class_map.name,
+            ", ".join(unmapped),
+        )
+    embed = None
+    if params.background == "random_crop":
+        if detector is None or media_dir is None or cache_dir is None:
+            raise PipelineError("graphs.background random_crop needs --detector, --media, --cache")
+        embed = CropEmbedder(detector, store, media_dir, cache_dir, params, seed)
+    graphs, skipped = [], []
+    for cid in tqdm(store.clip_ids, desc="graphs", unit="clip", mininterval=2):
+        row = labels[cid]
+        det = store.read(cid)
+        built = build_graph(det, row["principal_objects"], resolved["ids"], params)
+        if isinstance(built, Skip):
+            skipped.append({"clip_id": cid, "split": row["split"], **built._asdict()})
+            continue
+        if embed is not None:
+            try:
+                background = {**embed(cid, len(det["counts"])), "score": 0.0}
+            except media.MediaError as err:
+                skipped.append(
+                    {"clip_id": cid, "split": row["split"], "reason": "unreadable", "object": ""}
+                )
+                log.warning("graphs: %s skipped: %s", cid, str(err).splitlines()[-1][:200])
+                continue
+        else:
+            t, k = first_box(det)  # a clip with a principal box has a first box
+            background = {
+                "frame": t,
+                "x": det["features"][t, k],
+                "box": det["boxes"][t, k],
+                "score": det["scores"][t, k],
+            }
+        objects = row["principal_objects"][: params.max_principal]
+        graphs.append(
+            {
+                "clip_id": cid,
+                "split": row["split"],
+                "objects": objects,
+                **nodes_of(det, built, background),
+            }
+        )
+    if not graphs:
+        reasons = Counter(s["reason"] for s in skipped)
+        raise PipelineError(f"graphs: no clip has a graph (skipped: {dict(reasons)})")
+    label_names = sorted({o for g in graphs for o in g["objects"]})
+    for g in graphs:
+        g["label"] = [label_names.index(o) for o in g.pop("objects")]
+    write_store(
+        out,
+        graphs,
+        skipped,
+        attrs={
+            "label_names": label_names,
+            "roles": list(ROLES),
+            "background": params.background,
+            "params": dataclasses.asdict(params),
+            "seed": seed,
+            "class_map": resolved,
+            "detector": store.attrs["detector"],
+            "detections": {
+                "schema_version": store.attrs["schema_version"],
+                "params": store.attrs["params"],
+            },
+        },
+        feature_dim=store.group["features"].shape[-1],
+        max_principal=params.max_principal,
+    )
+    metrics, sizes = summarize(graphs, skipped, len(store.clip_ids))
+    log.info(
+        "graphs: %d graphs, %d clips skipped (%s)",
+        len(graphs),
+        len(skipped),
+        ", ".join(f"{k}: {v}" for k, v in metrics["skipped_per_reason"].items()) or "none",
+    )
+    return metrics, sizes
+
+
+def summarize(
+    graphs: list[dict[str, Any]], skipped: list[dict[str, str]], n_clips: int
+) -> tuple[dict[str, Any], list[dict[str, int]]]:
+    """``metrics/graphs.json`` and the histogram of graph sizes (nodes -> graphs)."""
+    nodes = np.array([len(g["role"]) for g in graphs])
+    context = np.concatenate(
+        [np.bincount(g["slot"][g["role"] == 1], minlength=len(g["label"])) for g in graphs]
+    )
+    per_class: dict[str, Counter] = {}
+    for s in skipped:
+        per_class.setdefault(s["reason"], Counter())[s["object"]] += 1
+    hist = Counter(nodes.tolist())
+    sizes = [
+        {"nodes": n, "graphs": hist.get(n, 0)}
+        for n in range(int(nodes.min()), int(nodes.max()) + 1)
+    ]
+    return {
+        "clips": n_clips,
+        "graphs": len(graphs),
+        "graphs_per_split": dict(sorted(Counter(g["split"] for g in graphs).items())),
+        "nodes_per_graph": {
+            "mean": round(float(nodes.mean()), 3),
+            "median": float(np.median(nodes)),
+            "min": int(nodes.min()),
+            "max": int(nodes.max()),
+        },
+        "context_per_principal": {
+            "mean": round(float(context.mean()), 3),
+            "max": int(context.max()),
+            "none": round(float((context == 0).mean()), 3),  # share with no context node
+        },
+        "slots_per_graph": round(float(np.mean([len(g["label"]) for g in graphs])), 3),
+        "skipped": len(skipped),
+        "skipped_per_reason": dict(sorted(Counter(s["reason"] for s in skipped).items())),
+        "skipped_per_class": {r: dict(sorted(c.items())) for r, c in sorted(per_class.items())},
+    }, sizes

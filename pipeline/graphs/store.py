@@ -1,0 +1,213 @@
+"""The scene-graph store (HDF5): writer, reader, and PyG ``Data`` / ``Batch`` access.
+
+Layout of ``graphs.h5`` (``docs/data-formats.md``): the nodes of all graphs concatenated, graph
+``g`` owning rows ``offset[g]:offset[g + 1]``, so one graph is one contiguous slice of each array
+(no group per graph). ``G`` graphs, ``M`` nodes in all, ``D`` feature dimensions, ``N`` slots::
+
+    nodes/x          (M, D)  float16   detector box-head feature of the node's box
+    nodes/box        (M, 4)  float32   xyxy pixels of the canonical video frame
+    nodes/frame      (M,)    int16     sampled-frame index (detections store)
+    nodes/time       (M,)    float32   that frame's time in the clip, s
+    nodes/score      (M,)    float32   detector score (0 for a random-crop background)
+    nodes/role       (M,)    int8      0 principal, 1 context, 2 background
+    nodes/slot       (M,)    int8      principal slot of a principal / context node, -1 background
+    graphs/clip_id   (G,)    str       sorted
+    graphs/split     (G,)    str
+    graphs/offset    (G+1,)  int64
+    graphs/label     (G, N)  int16     label id (attrs label_names) of each slot, -1 = no object
+    skipped/clip_id, skipped/split, skipped/reason, skipped/object   (S,) str
+    attrs: schema_version, feature_dim, max_principal, label_names, roles, background,
+           params, class_map, detector, detections (JSON strings where nested)
+
+Edges are not stored: a graph is fully connected, built on read (:func:`complete_edges`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from pipeline import io
+from pipeline.errors import PipelineError
+
+SCHEMA_VERSION = 1
+NODE_FIELDS = {
+    "x": np.float16,
+    "box": np.float32,
+    "frame": np.int16,
+    "time": np.float32,
+    "score": np.float32,
+    "role": np.int8,
+    "slot": np.int8,
+}
+_STR = h5py.string_dtype()
+
+
+class GraphStoreError(PipelineError, ValueError):
+    """A graph store that cannot be read as it is."""
+
+
+def write_store(
+    path: str | Path,
+    graphs: list[dict[str, Any]],
+    skipped: list[dict[str, str]],
+    attrs: dict[str, Any],
+    feature_dim: int,
+    max_principal: int,
+) -> None:
+    """Write the store atomically.
+
+    Args:
+        graphs: per graph ``clip_id``, ``split``, ``label`` (slot label ids) and the
+            ``NODE_FIELDS`` arrays, one row per node.
+        skipped: per skipped clip ``clip_id``, ``split``, ``reason``, ``object``.
+        attrs: provenance; dicts and lists are stored as JSON strings.
+    """
+    graphs = sorted(graphs, key=lambda g: g["clip_id"])
+    sizes = [len(g["role"]) for g in graphs]
+    offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    label = np.full((len(graphs), max_principal), -1, np.int16)
+    for i, g in enumerate(graphs):
+        label[i, : len(g["label"])] = g["label"]
+    with io.atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, dtype in NODE_FIELDS.items():
+            width = {"x": (feature_dim,), "box": (4,)}.get(name, ())
+            parts = [np.asarray(g[name], dtype).reshape(-1, *width) for g in graphs]
+            data = np.concatenate(parts) if parts else np.zeros((0, *width), dtype)
+            f.create_dataset(f"nodes/{name}", data=data)
+        f.create_dataset("graphs/clip_id", data=[g["clip_id"] for g in graphs], dtype=_STR)
+        f.create_dataset("graphs/split", data=[g["split"] for g in graphs], dtype=_STR)
+        f.create_dataset("graphs/offset", data=offset)
+        f.create_dataset("graphs/label", data=label)
+        skipped = sorted(skipped, key=lambda s: s["clip_id"])
+        for key in ("clip_id", "split", "reason", "object"):
+            f.create_dataset(f"skipped/{key}", data=[s[key] for s in skipped], dtype=_STR)
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["feature_dim"] = feature_dim
+        f.attrs["max_principal"] = max_principal
+        for key, value in attrs.items():
+            f.attrs[key] = (
+                json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+            )
+
+
+def complete_edges(n: int) -> torch.Tensor:
+    """``edge_index (2, n * (n - 1))`` of the complete directed graph on ``n`` nodes, no self
+    loops, sources in order: ``[[0, 0, ..., 1, ...], [1, 2, ..., 0, ...]]``."""
+    src, dst = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    keep = src != dst
+    return torch.stack([src[keep], dst[keep]])
+
+
+class GraphStore:
+    """Random access to a graph store. Everything but the node features is read into memory on
+    open; the features are read per graph from a file handle that opens lazily in each process, so
+    a store can be handed to ``DataLoader`` workers."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise GraphStoreError(f"{self.path}: no graph store here; run `dvc repro graphs`")
+        try:
+            with h5py.File(self.path, "r") as f:
+                version = _attr(f.attrs.get("schema_version"))
+                if version != SCHEMA_VERSION:
+                    raise GraphStoreError(
+                        f"{self.path}: graph store schema_version {version!r}, this code reads "
+                        f"{SCHEMA_VERSION}; rebuild it with `dvc repro -f graphs`"
+                    )
+                self.attrs = {k: _attr(v) for k, v in f.attrs.items()}
+                self.clip_ids = [s.decode() for s in f["graphs/clip_id"][()]]
+                self.splits = [s.decode() for s in f["graphs/split"][()]]
+                self.offset = f["graphs/offset"][()]
+                self.labels = f["graphs/label"][()]
+                # all but the features are a few bytes per node: keep them in memory, so a
+                # random graph costs one HDF5 read
+                self.small = {k: f[f"nodes/{k}"][()] for k in NODE_FIELDS if k != "x"}
+                self.skipped = [
+                    dict(zip(("clip_id", "split", "reason", "object"), row, strict=True))
+                    for row in zip(
+                        *(
+                            [s.decode() for s in f[f"skipped/{k}"][()]]
+                            for k in ("clip_id", "split", "reason", "object")
+                        ),
+                        strict=True,
+                    )
+                ]
+        except OSError as err:
+            raise GraphStoreError(f"{self.path}: not a readable HDF5 file ({err})") from err
+        self.index = {c: i for i, c in enumerate(self.clip_ids)}
+        self._file: h5py.File | None = None
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.attrs["label_names"])
+
+    def __len__(self) -> int:
+        return len(self.clip_ids)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_file": None}  # each worker opens its own handle
+
+    def ids(self, split: str | None = None) -> list[str]:
+        """Clip ids with a graph, of one split or all."""
+        return [c for c, s in zip(self.clip_ids, self.splits, strict=True) if split in (None, s)]
+
+    def read(self, clip_id: str) -> dict[str, np.ndarray]:
+        """One graph's node arrays (``NODE_FIELDS``) and its slot ``label (N,)``."""
+        if clip_id not in self.index:
+            raise KeyError(f"{clip_id} has no graph in {self.path}")
+        if self._file is None:
+            self._file = h5py.File(self.path, "r")
+        g = self.index[clip_id]
+        lo, hi = int(self.offset[g]), int(self.offset[g + 1])
+        out = {"x": self._file["nodes/x"][lo:hi]}
+        out.update({name: arr[lo:hi] for name, arr in self.small.items()})
+        out["label"] = self.labels[g]
+        return out
+
+    def data(self, clip_id: str):
+        """One graph as a ``torch_geometric.data.Data``: ``x (n, D)`` float32, ``edge_index``
+        (complete), ``box``, ``frame``, ``time``, ``score``, ``role``, ``slot`` per node, and
+        ``y (1, N)`` slot labels, ``clip_id``."""
+        from torch_geometric.data import Data  # slow import: only where graphs are used
+
+        a = self.read(clip_id)
+        n = len(a["role"])
+        return Data(
+            x=torch.from_numpy(a["x"].astype(np.float32)),
+            edge_index=complete_edges(n),
+            box=torch.from_numpy(a["box"]),
+            frame=torch.from_numpy(a["frame"].astype(np.int64)),
+            time=torch.from_numpy(a["time"]),
+            score=torch.from_numpy(a["score"]),
+            role=torch.from_numpy(a["role"].astype(np.int64)),
+            slot=torch.from_numpy(a["slot"].astype(np.int64)),
+            y=torch.from_numpy(a["label"].astype(np.int64))[None],
+            clip_id=clip_id,
+            num_nodes=n,
+        )
+
+    def batch(self, clip_ids: list[str]):
+        """Several graphs as one PyG ``Batch`` (``batch`` maps nodes to graphs, ``y (B, N)``)."""
+        from torch_geometric.data import Batch
+
+        return Batch.from_data_list([self.data(c) for c in clip_ids])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _attr(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        return json.loads(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
