@@ -36,6 +36,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     # A tiny synthetic world: the same stages and code paths, in seconds.
     params["source"]["synthetic"].update(n_train=4, n_val=2, n_test=2, seconds=3.0, size=128)
     params["detector"]["train"].update(iterations=10, eval_every=0, frame_stride=2, eval_stride=4)
+    # a 10-iteration detector is unsure of everything: keep all its boxes so graphs get made
+    params["detect"]["min_score"] = 0.0
+    params["graphs"]["min_score"] = 0.0
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(repo)}
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
