@@ -39,6 +39,16 @@ def test_dvc_repro_end_to_end(tmp_path):
     # a 10-iteration detector is unsure of everything: keep all its boxes so graphs get made
     params["detect"]["min_score"] = 0.0
     params["graphs"]["min_score"] = 0.0
+    params["model"]["preset"] = "tiny"
+    params["train"].update(
+        steps=4,
+        batch_size=2,
+        log_every=1,
+        val_every=2,
+        val_mixtures=2,
+        checkpoint_every=2,
+        workers=0,
+    )
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(repo)}
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -53,6 +63,11 @@ def test_dvc_repro_end_to_end(tmp_path):
         "data/detect/detections.zarr/zarr.json",
         "data/graphs/graphs.h5",
         "plots/graph_sizes.csv",
+        "data/audio/audio.h5",
+        "data/train/model.pt",
+        "data/train/state.pt",
+        "plots/train/plots/metrics/train/loss.tsv",
+        "plots/train/plots/metrics/val/sdr.tsv",
     ):
         assert (repo / out).is_file(), out
     download = json.loads((repo / "metrics/download.json").read_text())
@@ -64,6 +79,8 @@ def test_dvc_repro_end_to_end(tmp_path):
     graphs = json.loads((repo / "metrics/graphs.json").read_text())
     assert graphs["graphs"] + graphs["skipped"] == 8
     assert set(graphs) >= {"nodes_per_graph", "context_per_principal", "skipped_per_reason"}
+    trained = json.loads((repo / "metrics/train.json").read_text())
+    assert trained["steps"] == 4 and set(trained) >= {"val_sdr", "val_sdr_mixture", "val_sdri"}
     metrics = json.loads((repo / "metrics/labels.json").read_text())
     assert set(metrics) >= {"per_word", "per_class", "splits", "summary"}
     assert len(metrics["per_word"]) == 305

@@ -1,0 +1,83 @@
+"""AVSGS's losses (section 3.3): permutation-invariant consistency, co-separation, orthogonality.
+
+Shapes: ``G`` videos, ``S = N + 1`` outputs per video, ``C`` classes, masks ``(G, S, 1, F, T)``,
+embeddings ``(G, S, d)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+
+@lru_cache(maxsize=32)
+def permutations(n: int, fix_last: bool = False) -> torch.Tensor:
+    """All permutations of ``range(n)`` as ``(n!, n)``; with ``fix_last`` only those that keep the
+    last element (the background) in place, as the released code's swap of foreground slots."""
+    if fix_last:
+        rest = permutations(n - 1) if n > 1 else torch.zeros((1, 0), dtype=torch.long)
+        return torch.cat([rest, torch.full((len(rest), 1), n - 1)], 1)
+    return torch.tensor(list(itertools.permutations(range(n))), dtype=torch.long).view(-1, n)
+
+
+def pit_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, perms: torch.Tensor
+) -> torch.Tensor:
+    r"""Eq. 3 per video: :math:`\min_\sigma \sum_c -\log p_{\sigma(c)}(l_c)`, all permutations at
+    once.
+
+    Args:
+        logits: ``(G, S, C)`` class logits of each output.
+        targets: ``(G, S)`` class of each slot.
+        perms: ``(P, S)`` candidate assignments (:func:`permutations`).
+
+    Returns:
+        ``(G,)`` the loss of the best assignment of each video.
+    """
+    if logits.dim() != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(
+            "expected logits (G, S, C) and targets (G, S), got "
+            f"{tuple(logits.shape)}, {tuple(targets.shape)}"
+        )
+    logp = F.log_softmax(logits, -1)  # (G, S_out, C)
+    s = targets.shape[1]
+    # ce[g, i, c] = -log p_i(l_c): output i judged against slot c's class
+    ce = -logp.gather(2, targets[:, None, :].expand(-1, s, -1))
+    cost = ce[:, perms, torch.arange(s)].sum(-1)  # (G, P): output perms[p, c] for slot c
+    return cost.min(1).values
+
+
+def coseparation_binary(masks: torch.Tensor, ibm: torch.Tensor) -> torch.Tensor:
+    r"""Eq. 4 (paper): :math:`\| \sum_i \hat{M}_i - M_{ibm} \|_1`, as a mean over videos and bins.
+
+    ``masks (G, S, 1, F, T)`` after the sigmoid, ``ibm (G, 1, F, T)``."""
+    return (masks.sum(1) - ibm).abs().mean()
+
+
+def coseparation_ratio(
+    masks: torch.Tensor, ratio: torch.Tensor, mix_mag: torch.Tensor
+) -> torch.Tensor:
+    """The released code's form: the target is the ratio mask ``|S_video| / |S_mix|`` clamped to
+    [0, 5] (``ratio (G, 1, F, T)``), the L1 weighted by ``log1p(|S_mix|)`` clamped to [1e-3, 10]
+    (``mix_mag (G, 1, F, T)``)."""
+    weight = torch.log1p(mix_mag).clamp(1e-3, 10)
+    return (weight * (masks.sum(1) - ratio).abs()).mean()
+
+
+def orthogonality_pairs(y: torch.Tensor) -> torch.Tensor:
+    r"""Eq. 2 (paper): :math:`\sum_{i \ne j} (\mathbf{y}_i^\top \mathbf{y}_j)^2` per video,
+    averaged over videos. ``y (G, S, d)``; zero when each video's embeddings are orthogonal."""
+    gram = y @ y.transpose(1, 2)
+    off = gram - torch.diag_embed(torch.diagonal(gram, dim1=1, dim2=2))
+    return off.pow(2).sum((1, 2)).mean()
+
+
+def orthogonality_batch_cosine(y: torch.Tensor) -> torch.Tensor:
+    """The released code's form: the square of the batch-mean cosine similarity between a video's
+    embeddings (over all pairs ``i < j``)."""
+    yn = F.normalize(y, dim=-1)
+    i, j = torch.triu_indices(y.shape[1], y.shape[1], offset=1)
+    return (yn[:, i] * yn[:, j]).sum(-1).mean().pow(2)

@@ -1,0 +1,183 @@
+"""The AVSGS separator, its size presets, the separator registry, and checkpoints.
+
+A separator maps a mixture's log-frequency log-magnitude ``(B, 1, F, T)`` and the scene graphs
+of the videos in it to ``S = N + 1`` mask logits per video (one per principal-object slot plus
+background) and the embeddings that conditioned them. It records its constructor arguments in
+``self.config``, so a checkpoint (``save_separator``) rebuilds it with ``load_separator``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from pipeline import io
+from pipeline.errors import PipelineError
+from pipeline.separation.nn import (
+    AudioClassifier,
+    ConditionedUNet,
+    RecurrentConditioner,
+    SceneGraphEncoder,
+)
+from pipeline.separation.spectrogram import log_mag
+
+CHECKPOINT_SCHEMA = 1
+
+# Size presets. ``paper``: supplement B (512-wide graph and GRU, a 64-channel 7-level U-Net with a
+# 2x2x512 bottleneck, a ResNet-18 classifier). ``small``: the same architecture narrowed so the
+# synthetic world trains in minutes on 2 CPU cores. ``tiny``: for tests and smoke runs only.
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"hidden": 512, "channels": 512, "heads": 4, "ngf": 64, "classifier": "resnet18"},
+    "small": {
+        "hidden": 64,
+        "channels": 64,
+        "heads": 4,
+        "ngf": 8,
+        "classifier": "small",
+        "classifier_width": 8,
+    },
+    "tiny": {
+        "hidden": 8,
+        "channels": 8,
+        "heads": 2,
+        "ngf": 4,
+        "classifier": "small",
+        "classifier_width": 4,
+    },
+}
+
+
+class AVSGS(nn.Module):
+    r"""Audio Visual Scene Graph Segmenter (Chatterjee et al., ICCV 2021).
+
+    :class:`~pipeline.separation.nn.SceneGraphEncoder` turns each video's scene graph into
+    :math:`\zeta`; :class:`~pipeline.separation.nn.RecurrentConditioner` turns :math:`\zeta` into
+    :math:`N+1` embeddings; :class:`~pipeline.separation.nn.ConditionedUNet` predicts one mask of
+    the mixture per embedding; :class:`~pipeline.separation.nn.AudioClassifier` classifies each
+    masked spectrogram (the consistency loss).
+
+    Args:
+        node_channels: the graph store's feature size.
+        n_classes: principal-object classes plus background.
+        n_slots: :math:`N`, principal-object slots per video.
+        hidden: graph width (node MLP, GAT, EdgeConv).
+        channels: embedding size :math:`d`.
+        heads: GAT heads.
+        ngf, levels: U-Net width and depth.
+        classifier, classifier_width: the classifier's trunk.
+        aggr, readout, normalize: the recipe's graph and conditioning choices (``docs/model.md``).
+        gat, edgeconv, gru, skip: ablation switches.
+
+    Shapes:
+        - **input:** ``mix_mag (B, 1, F, T)`` the mixtures' log-frequency magnitudes; a PyG batch
+          of ``G`` graphs; ``mixture (G,)`` the mixture each graph's video is in
+        - **output:** ``masks (G, N + 1, 1, F, T)`` in [0, 1], ``embeddings (G, N + 1, d)``, and
+          with ``classify=True`` ``class_logits (G, N + 1, n_classes)`` of the masked spectrograms
+    """
+
+    name = "avsgs"
+
+    def __init__(
+        self,
+        node_channels: int,
+        n_classes: int,
+        n_slots: int,
+        hidden: int = 512,
+        channels: int = 512,
+        heads: int = 4,
+        ngf: int = 64,
+        levels: int = 7,
+        classifier: Literal["resnet18", "small"] = "resnet18",
+        classifier_width: int = 16,
+        aggr: Literal["mean", "max"] = "mean",
+        readout: Literal["edge", "sum"] = "edge",
+        normalize: bool = True,
+        gat: bool = True,
+        edgeconv: bool = True,
+        gru: bool = True,
+        skip: bool = True,
+    ):
+        super().__init__()
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.n_outputs = n_slots + 1
+        self.encoder = SceneGraphEncoder(
+            node_channels, hidden, hidden, heads, aggr, readout, gat, edgeconv
+        )
+        self.conditioner = RecurrentConditioner(
+            self.encoder.out_channels, channels, self.n_outputs, normalize, gru
+        )
+        self.unet = ConditionedUNet(ngf, levels, channels, skip)
+        self.classifier = AudioClassifier(n_classes, classifier, classifier_width)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by optimizer group: ``visual`` (graph encoder, GRU), ``separator`` (U-Net),
+        ``classifier``."""
+        return {
+            "visual": [*self.encoder.parameters(), *self.conditioner.parameters()],
+            "separator": list(self.unet.parameters()),
+            "classifier": list(self.classifier.parameters()),
+        }
+
+    def embed(self, graphs) -> torch.Tensor:
+        """Embeddings ``(G, N + 1, d)`` of a PyG batch of ``G`` graphs."""
+        zeta = self.encoder(graphs.x, graphs.edge_index, graphs.batch)
+        return self.conditioner(zeta)
+
+    def forward(
+        self, mix_mag: torch.Tensor, graphs, mixture: torch.Tensor, classify: bool = False
+    ) -> dict[str, torch.Tensor]:
+        y = self.embed(graphs)
+        g, s, d = y.shape
+        maps = self.unet.encode(log_mag(mix_mag))
+        logits = self.unet.decode(maps, y.reshape(g * s, d), mixture.repeat_interleave(s))
+        masks = torch.sigmoid(logits).view(g, s, *logits.shape[1:])
+        out = {"masks": masks, "embeddings": y}
+        if classify:  # inside forward, so DistributedDataParallel sees the classifier's use
+            separated = log_mag(masks * mix_mag[mixture][:, None]).flatten(0, 1)
+            out["class_logits"] = self.classifier(separated).view(g, s, -1)
+        return out
+
+
+SEPARATORS: dict[str, type[nn.Module]] = {"avsgs": AVSGS}
+
+
+def build_separator(name: str, config: dict[str, Any]) -> nn.Module:
+    """A separator from its registry name and constructor arguments."""
+    if name not in SEPARATORS:
+        raise PipelineError(f"unknown separator {name!r}; known: {', '.join(sorted(SEPARATORS))}")
+    return SEPARATORS[name](**config)
+
+
+def save_separator(path: str | Path, model: nn.Module, extra: dict[str, Any]) -> None:
+    """One self-contained file: registry name, constructor args, weights and ``extra`` (label
+    names, spectrogram settings, provenance)."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    payload = {
+        "schema_version": CHECKPOINT_SCHEMA,
+        "name": model.name,
+        "config": model.config,
+        "state_dict": model.state_dict(),
+        **extra,
+    }
+    with io.atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_separator(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The separator in eval mode and the checkpoint's other entries."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"{path}: no separator checkpoint here; run `dvc repro train`")
+    payload = torch.load(path, map_location=map_location, weights_only=True)
+    if payload.get("schema_version") != CHECKPOINT_SCHEMA:
+        raise PipelineError(
+            f"{path}: separator checkpoint schema {payload.get('schema_version')!r}, this code "
+            f"reads {CHECKPOINT_SCHEMA}; retrain with `dvc repro -f train`"
+        )
+    model = build_separator(payload["name"], payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    meta = {k: v for k, v in payload.items() if k not in ("state_dict",)}
+    return model.eval(), meta

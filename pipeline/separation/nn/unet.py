@@ -1,0 +1,86 @@
+"""Conditioned U-Net: a mask per (mixture, embedding) pair, conditioned at the bottleneck."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _channels(ngf: int, levels: int) -> list[int]:
+    return [ngf * min(2**i, 8) for i in range(levels)]
+
+
+class ConditionedUNet(nn.Module):
+    r"""AVSGS's audio separator network (section 3.2, supplement B.4; the U-Net of Sound of
+    Pixels with the condition concatenated at the bottleneck instead of applied at the output).
+
+    ``levels`` stride-2 4x4 convolutions (LeakyReLU 0.2, BatchNorm) take the log-frequency
+    magnitude ``(1, 256, 256)`` to a ``(8 * ngf, 2, 2)`` bottleneck; the embedding
+    :math:`\mathbf{y}_i` is tiled 2x2 and concatenated along channels; ``levels`` stride-2 4x4
+    up-convolutions (ReLU, BatchNorm), each fed the encoder's map of the same resolution (skip
+    connections), give the mask logits :math:`\hat{\mathbf{M}}_i` before the sigmoid.
+
+    The encoder runs once per mixture (:meth:`encode`) and the decoder once per embedding
+    (:meth:`decode`), so :math:`N+1` masks of one mixture share one encoder pass.
+
+    Args:
+        ngf: channels of the first level; level ``i`` has ``ngf * min(2**i, 8)``.
+        levels: down / up convolutions (7: 256 -> 2).
+        cond_channels: embedding size :math:`d`.
+        skip: skip connections (an ablation switch).
+
+    Shapes:
+        - **encode:** ``x (B, 1, F, T)`` -> a list of ``levels`` maps, the last ``(B, 8 ngf,
+          F / 2**levels, T / 2**levels)``
+        - **decode:** maps, ``cond (K, d)``, ``index (K,)`` (the mixture of each embedding) ->
+          mask logits ``(K, 1, F, T)``
+    """
+
+    def __init__(self, ngf: int = 64, levels: int = 7, cond_channels: int = 512, skip: bool = True):
+        super().__init__()
+        c = _channels(ngf, levels)
+        self.skip, self.levels = skip, levels
+        self.input_norm = nn.BatchNorm2d(1)
+        down = [nn.Conv2d(1, c[0], 4, 2, 1)]
+        for i in range(1, levels):
+            layers = [nn.LeakyReLU(0.2), nn.Conv2d(c[i - 1], c[i], 4, 2, 1)]
+            if i < levels - 1:
+                layers.append(nn.BatchNorm2d(c[i]))
+            down.append(nn.Sequential(*layers))
+        self.down = nn.ModuleList(down)
+        up = []
+        for i in range(levels - 1, -1, -1):
+            cin = c[i] + cond_channels if i == levels - 1 else c[i] * (2 if skip else 1)
+            cout = c[i - 1] if i > 0 else 1
+            layers = [nn.ReLU(), nn.ConvTranspose2d(cin, cout, 4, 2, 1)]
+            if i > 0:
+                layers.append(nn.BatchNorm2d(cout))
+            up.append(nn.Sequential(*layers))
+        self.up = nn.ModuleList(up)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != 1:
+            raise ValueError(
+                f"ConditionedUNet expects (batch, 1, freq, time), got {tuple(x.shape)}"
+            )
+        if x.shape[-1] % 2**self.levels or x.shape[-2] % 2**self.levels:
+            raise ValueError(
+                f"freq and time must be multiples of {2**self.levels}, got {tuple(x.shape)}"
+            )
+        maps, h = [], self.input_norm(x)
+        for layer in self.down:
+            h = layer(h)
+            maps.append(h)
+        return maps
+
+    def decode(
+        self, maps: list[torch.Tensor], cond: torch.Tensor, index: torch.Tensor
+    ) -> torch.Tensor:
+        inner = maps[-1].index_select(0, index)
+        h = torch.cat([inner, cond[:, :, None, None].expand(-1, -1, *inner.shape[-2:])], 1)
+        for k, layer in enumerate(self.up):
+            h = layer(h)
+            level = self.levels - 2 - k  # the encoder map at h's resolution
+            if self.skip and level >= 0:
+                h = torch.cat([h, maps[level].index_select(0, index)], 1)
+        return h

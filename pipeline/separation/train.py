@@ -1,0 +1,470 @@
+"""Training: mix-and-separate over seeded pairs of training clips, validated on a fixed list of
+validation mixtures, resumable from one state file, and the same code under ``torchrun`` (DDP).
+
+The state file (``--state``) holds everything needed to continue exactly: the model, optimizer
+and scheduler states, the step, the RNG states, the logged history and the best model so far. It
+is rewritten atomically every ``train.checkpoint_every`` steps; a rerun with the same settings and
+data resumes from it (and one with other settings starts afresh, saying so).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from pipeline import io
+from pipeline.errors import PipelineError
+from pipeline.graphs.store import GraphStore
+from pipeline.separation.audio_store import AudioStore
+from pipeline.separation.data import MixtureDataset, collate, load_item, validation_pairs
+from pipeline.separation.model import PRESETS, build_separator, save_separator
+from pipeline.separation.spectrogram import SpecConfig
+from pipeline.separation.step import RECIPES, compute_losses, separate
+
+log = logging.getLogger(__name__)
+STATE_SCHEMA = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParams:
+    """``model``.
+
+    Args:
+        name: the separator (registry name).
+        preset: ``small`` (CPU-sized, the synthetic default), ``paper`` (supplement B's sizes) or
+            ``tiny`` (tests and smoke runs).
+        gat, edgeconv, gru, skip: ablation switches (paper Table 3): the graph attention layer,
+            the edge convolution, the GRU (else a linear map gives the N + 1 embeddings), the
+            U-Net's skip connections.
+    """
+
+    name: Literal["avsgs"]
+    preset: Literal["small", "paper", "tiny"]
+    gat: bool
+    edgeconv: bool
+    gru: bool
+    skip: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    """``train``.
+
+    Args:
+        recipe: ``paper`` or ``reference`` (every point of the paper-vs-code table, docs/model.md).
+        steps: optimizer steps (fixed: reproducible weights).
+        batch_size: mixtures per step, over all processes.
+        lr_visual, lr_separator, lr_classifier: Adam learning rates of the three parameter groups
+            (graph encoder + GRU, U-Net, classifier).
+        weight_decay: Adam weight decay (1e-4 in the paper).
+        lr_step, lr_gamma: the rates are multiplied by ``lr_gamma`` every ``lr_step`` steps.
+        consistency, coseparation, orthogonality: loss switches (ablations).
+        log_every: steps between logged (averaged) losses.
+        val_every: steps between validations; the best validation SDR picks the model.
+        val_mixtures: size of the fixed list of validation mixtures.
+        checkpoint_every: steps between state-file writes.
+        workers: data-loader processes per training process (0: load in the main process).
+        threads: torch CPU threads per process (pinned: the weights depend on it).
+    """
+
+    recipe: Literal["paper", "reference"]
+    steps: int
+    batch_size: int
+    lr_visual: float
+    lr_separator: float
+    lr_classifier: float
+    weight_decay: float
+    lr_step: int
+    lr_gamma: float
+    consistency: bool
+    coseparation: bool
+    orthogonality: bool
+    log_every: int
+    val_every: int
+    val_mixtures: int
+    checkpoint_every: int
+    workers: int
+    threads: int
+
+    def __post_init__(self) -> None:
+        for key in (
+            "steps",
+            "batch_size",
+            "lr_step",
+            "log_every",
+            "val_every",
+            "checkpoint_every",
+            "threads",
+        ):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1")
+        if self.val_mixtures < 1 or self.workers < 0:
+            raise ValueError("val_mixtures must be >= 1 and workers >= 0")
+
+
+def model_config(
+    params: ModelParams, recipe_name: str, node_channels: int, n_classes: int, n_slots: int
+) -> dict:
+    """The separator's constructor arguments from the preset, the recipe and the ablations."""
+    recipe = RECIPES[recipe_name]
+    config = {**PRESETS[params.preset]}
+    if recipe_name == "reference" and params.preset == "paper":
+        config["hidden"] = 256  # the released code: GAT 4 x 64 -> EdgeConv 256
+    return {
+        "node_channels": node_channels,
+        "n_classes": n_classes,
+        "n_slots": n_slots,
+        **config,
+        "aggr": recipe.aggr,
+        "readout": recipe.readout,
+        "normalize": recipe.normalize,
+        "gat": params.gat,
+        "edgeconv": params.edgeconv,
+        "gru": params.gru,
+        "skip": params.skip,
+    }
+
+
+def _dist() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Per step, this rank's share of the global batch's item indices, from ``start`` on."""
+
+    def __init__(self, start: int, steps: int, batch: int, rank: int, world: int):
+        self.start, self.steps, self.local = start, steps, batch // world
+        self.batch, self.rank = batch, rank
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __iter__(self):
+        for step in range(self.start, self.steps):
+            first = step * self.batch + self.rank * self.local
+            yield list(range(first, first + self.local))
+
+
+def sdr_pairs(refs: np.ndarray, ests: np.ndarray) -> np.ndarray | None:
+    """mir_eval's SDR of each source ``(2,)`` for references and estimates ``(2, L)``; None when a
+    reference is silent (BSS eval is undefined there)."""
+    import mir_eval
+
+    if (np.abs(refs).max(1) == 0).any():
+        return None
+    try:
+        sdr, _, _, _ = mir_eval.separation.bss_eval_sources(refs, ests, compute_permutation=False)
+    except (ValueError, np.linalg.LinAlgError):
+        return None
+    return sdr
+
+
+@torch.no_grad()
+def validate(model, graphs, audio, pairs, recipe, cfg, batch_size, device) -> dict[str, Any]:
+    """Mean SDR of the separated videos over the validation mixtures, and of the mixture itself."""
+    model.eval()
+    sdr, sdr_mix, skipped = [], [], 0
+    for i in range(0, len(pairs), batch_size):
+        items = [load_item(graphs, audio, p, cfg.samples) for p in pairs[i : i + batch_size]]
+        batch = collate(items)
+        out = separate(model, batch["wav"].to(device), batch["graphs"].to(device), recipe, cfg)
+        parts, video, mix = (out[k].double().cpu().numpy() for k in ("parts", "video", "mix"))
+        for j in range(len(items)):
+            s = sdr_pairs(parts[j], video[j])
+            m = sdr_pairs(parts[j], np.stack([mix[j], mix[j]]))
+            if s is None or m is None:
+                skipped += 1
+                continue
+            sdr.extend(s)
+            sdr_mix.extend(m)
+    model.train()
+    if not sdr:
+        return {"sdr": float("nan"), "sdr_mixture": float("nan"), "pairs": 0, "skipped": skipped}
+    return {
+        "sdr": float(np.mean(sdr)),
+        "sdr_mixture": float(np.mean(sdr_mix)),
+        "pairs": len(sdr) // 2,
+        "skipped": skipped,
+    }
+
+
+def _state_key(config: dict, params: TrainParams, seed: int, data_sha: list[str]) -> str:
+    volatile = {"steps", "workers", "checkpoint_every", "log_every"}  # do not change the weights
+    kept = {k: v for k, v in dataclasses.asdict(params).items() if k not in volatile}
+    blob = json.dumps(
+        {"config": config, "train": kept, "seed": seed, "data": data_sha}, sort_keys=True
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _rng_state() -> dict[str, Any]:
+    # Data sampling is keyed by (seed, item), not by a generator's state; torch's global generator
+    # is the only RNG whose state a step can consume (e.g. by a dropout layer).
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def train(
+    graphs_path: str | Path,
+    audio_path: str | Path,
+    params: TrainParams,
+    model_params: ModelParams,
+    *,
+    seed: int,
+    sample_rate: int,
+    state_path: str | Path,
+    model_out: str | Path | None = None,
+    live_dir: str | Path | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any] | None:
+    """Train (or resume) and write the best model; returns the metrics on rank 0.
+
+    ``stop_after`` ends the run after that many steps of this call (tests use it to simulate an
+    interruption)."""
+    t0 = time.perf_counter()
+    torch.set_num_threads(params.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+    rank, world = _dist()
+    if params.batch_size % world:
+        raise PipelineError(
+            f"train.batch_size {params.batch_size} is not divisible by {world} processes"
+        )
+    if device.type == "cuda":
+        torch.cuda.set_device(rank % torch.cuda.device_count())
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+    graphs, audio = GraphStore(graphs_path), AudioStore(audio_path)
+    if audio.sample_rate != sample_rate:
+        raise PipelineError(
+            f"{audio_path} is at {audio.sample_rate} Hz, base.sample_rate is {sample_rate}"
+        )
+    cfg = SpecConfig(sample_rate=sample_rate)
+    recipe = RECIPES[params.recipe]
+    splits = {s: [c for c in graphs.ids(s) if c in audio] for s in ("train", "val")}
+    if len(splits["train"]) < 2 or len(splits["val"]) < 2:
+        raise PipelineError(
+            f"training needs >= 2 train and >= 2 val clips with graphs and audio, have "
+            f"{len(splits['train'])} and {len(splits['val'])}"
+        )
+    label_names = graphs.label_names
+    config = model_config(
+        model_params,
+        params.recipe,
+        int(graphs.attrs["feature_dim"]),
+        len(label_names) + 1,
+        int(graphs.attrs["max_principal"]),
+    )
+    torch.manual_seed(seed)
+    model = build_separator(model_params.name, config).to(device)
+    groups = model.param_groups()
+    lrs = {
+        "visual": params.lr_visual,
+        "separator": params.lr_separator,
+        "classifier": params.lr_classifier,
+    }
+    optimizer = torch.optim.Adam(
+        [{"params": groups[k], "lr": lrs[k], "name": k} for k in groups],
+        betas=(0.9, 0.999),
+        weight_decay=params.weight_decay,
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, params.lr_step, params.lr_gamma)
+    key = _state_key(
+        config, params, seed, [io.sha256_file(graphs_path), io.sha256_file(audio_path)]
+    )
+    start, history, best = 0, [], {"step": 0, "sdr": -float("inf"), "state_dict": None}
+    state_path = Path(state_path)
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        same = state.get("schema_version") == STATE_SCHEMA and state.get("key") == key
+        if same and state["step"] <= params.steps:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"]["torch"])
+            if "cuda" in state["rng"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+            start, history, best = state["step"], state["history"], state["best"]
+            log.info("train: resuming from step %d of %s", start, state_path)
+        else:
+            log.info(
+                "train: %s was made with other settings or data, or past train.steps; "
+                "starting afresh",
+                state_path,
+            )
+    if start >= params.steps:
+        log.info("train: already at step %d of %d", start, params.steps)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=not params.consistency,
+        )
+    val_pairs = validation_pairs(
+        graphs, audio, splits["val"], params.val_mixtures, cfg.samples, seed
+    )
+    dataset = MixtureDataset(
+        graphs, audio, splits["train"], cfg.samples, (seed, 0), params.steps * params.batch_size
+    )
+    end = params.steps if stop_after is None else min(params.steps, start + stop_after)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=StepBatches(start, end, params.batch_size, rank, world),
+        collate_fn=collate,
+        num_workers=params.workers,
+    )
+    live = _live(live_dir, history) if rank == 0 and live_dir else None
+    use = (params.consistency, params.coseparation, params.orthogonality)
+    running: dict[str, list[float]] = {}
+    model.train()
+    bar = tqdm(total=end - start, desc="train", unit="step", mininterval=5, disable=rank > 0)
+    step = start
+    steps_timed, t_loop = 0, time.perf_counter()
+    for batch in loader:
+        out = compute_losses(
+            net,
+            {
+                **batch,
+                "wav": batch["wav"].to(device),
+                "graphs": batch["graphs"].to(device),
+                "mixture": batch["mixture"].to(device),
+            },
+            recipe,
+            cfg,
+            use,
+        )
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        steps_timed += 1
+        bar.update()
+        for k, v in out.items():
+            running.setdefault(k, []).append(float(v.detach()))
+        row: dict[str, Any] = {}
+        if step % params.log_every == 0 or step == params.steps:
+            row = {f"train/{k}": float(np.mean(v)) for k, v in running.items()}
+            running = {}
+        if rank == 0 and (step % params.val_every == 0 or step == params.steps):
+            val = validate(model, graphs, audio, val_pairs, recipe, cfg, params.batch_size, device)
+            row.update({"val/sdr": val["sdr"], "val/sdr_mixture": val["sdr_mixture"]})
+            if val["sdr"] > best["sdr"]:
+                best = {
+                    "step": step,
+                    "sdr": val["sdr"],
+                    "state_dict": copy.deepcopy(model.state_dict()),
+                }
+            bar.set_postfix(val_sdr=f"{val['sdr']:.2f}")
+        if row:
+            row["step"] = step
+            history.append(row)
+            if live is not None:
+                _log_row(live, row)
+        if step % params.checkpoint_every == 0 or step == end:
+            if rank == 0:
+                _save_state(state_path, key, model, optimizer, scheduler, step, history, best)
+            if world > 1:
+                torch.distributed.barrier()
+    bar.close()
+    seconds = time.perf_counter() - t_loop
+    if live is not None:
+        live.end()
+    if rank != 0 or step < params.steps:
+        return None
+    if best["state_dict"] is None:  # resumed at the end with nothing new: use the last weights
+        best = {**best, "state_dict": model.state_dict()}
+    final = validate_best(
+        model, best, graphs, audio, val_pairs, recipe, cfg, params.batch_size, device
+    )
+    if model_out is not None:
+        model.load_state_dict(best["state_dict"])
+        save_separator(
+            model_out,
+            model,
+            {
+                "label_names": label_names,
+                "spec": dataclasses.asdict(cfg),
+                "recipe": params.recipe,
+                "step": best["step"],
+                "val_sdr": best["sdr"],
+            },
+        )
+    last = next((h for h in reversed(history) if "train/loss" in h), {})
+    return {
+        "steps": params.steps,
+        "best_step": best["step"],
+        "val_sdr": round(final["sdr"], 3),
+        "val_sdr_mixture": round(final["sdr_mixture"], 3),
+        "val_sdri": round(final["sdr"] - final["sdr_mixture"], 3),
+        "val_pairs": final["pairs"],
+        "val_skipped": final["skipped"],
+        "final_losses": {
+            k.split("/")[1]: round(v, 4) for k, v in last.items() if k.startswith("train/")
+        },
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "preset": model_params.preset,
+        "recipe": params.recipe,
+        "minutes": round((time.perf_counter() - t0) / 60, 2),
+        "steps_per_second": round(steps_timed / seconds, 3) if steps_timed else None,
+        "processes": world,
+    }
+
+
+def validate_best(model, best, graphs, audio, pairs, recipe, cfg, batch_size, device) -> dict:
+    """The validation figures of the selected weights."""
+    current = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best["state_dict"])
+    out = validate(model, graphs, audio, pairs, recipe, cfg, batch_size, device)
+    model.load_state_dict(current)
+    return out
+
+
+def _save_state(path, key, model, optimizer, scheduler, step, history, best) -> None:
+    payload = {
+        "schema_version": STATE_SCHEMA,
+        "key": key,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "rng": _rng_state(),
+        "history": history,
+        "best": best,
+    }
+    with io.atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _live(live_dir, history):
+    """A DVCLive logger with the history replayed (a resumed run's curves start at step 0)."""
+    from dvclive import Live
+
+    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    for row in history:
+        _log_row(live, row)
+    return live
+
+
+def _log_row(live, row: dict[str, Any]) -> None:
+    live.step = row["step"]
+    for k, v in row.items():
+        if k != "step" and np.isfinite(v):
+            live.log_metric(k, v)
+    live.next_step()

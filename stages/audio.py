@@ -1,0 +1,26 @@
+"""DVC stage ``audio``: every usable clip's waveform, decoded once into one HDF5 store for training
+and evaluation to read windows from."""
+
+from pathlib import Path
+
+from pipeline import io, stage
+from pipeline.separation.audio_store import pack_audio
+
+PARAMS = {"base.sample_rate": int}
+
+
+def add_args(parser):
+    parser.add_argument("--status", required=True, help="the download status manifest")
+    parser.add_argument("--media", required=True, help="the downloaded media folder")
+    parser.add_argument("--out", required=True, help="the audio store (.h5)")
+    parser.add_argument("--metrics", required=True, help="the audio metrics (JSON)")
+
+
+def body(params, args):
+    ok = [r["clip_id"] for r in io.read_jsonl(args.status) if r["status"] == "ok"]
+    clips = {cid: Path(args.media) / cid / "audio.wav" for cid in ok}
+    io.write_json(args.metrics, pack_audio(clips, args.out, params["base.sample_rate"]))
+
+
+if __name__ == "__main__":
+    stage.main("audio", PARAMS, add_args, body)

@@ -1,0 +1,38 @@
+"""Gradients of training step 0 on this rank's share of the batch, averaged by DDP when run under
+torchrun; rank 0 saves them. Usage: ddp_grads.py GRAPHS AUDIO OUT."""
+
+import sys
+
+import torch
+
+from pipeline.graphs.store import GraphStore
+from pipeline.separation.audio_store import AudioStore
+from pipeline.separation.data import MixtureDataset, collate
+from pipeline.separation.model import build_separator
+from pipeline.separation.spectrogram import SpecConfig
+from pipeline.separation.step import RECIPES, compute_losses
+from pipeline.separation.train import ModelParams, StepBatches, _dist, model_config
+
+
+def main(graphs_path, audio_path, out):
+    torch.set_num_threads(1)
+    rank, world = _dist()
+    graphs, audio = GraphStore(graphs_path), AudioStore(audio_path)
+    params = ModelParams("avsgs", "tiny", True, True, True, True)
+    config = model_config(params, "paper", graphs.attrs["feature_dim"], 4, 2)
+    torch.manual_seed(0)
+    model = build_separator("avsgs", config).eval()  # BatchNorm on running stats: per-sample
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    cfg = SpecConfig()
+    data = MixtureDataset(graphs, audio, graphs.ids("train"), cfg.samples, (0, 0), 4)
+    (indices,) = list(StepBatches(0, 1, 4, rank, world))
+    batch = collate([data[k] for k in indices])
+    compute_losses(net, batch, RECIPES["paper"], cfg)["loss"].backward()
+    if rank == 0:
+        torch.save({n: p.grad for n, p in model.named_parameters()}, out)
+    if world > 1:
+        torch.distributed.barrier()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

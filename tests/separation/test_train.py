@@ -1,0 +1,218 @@
+"""Training: learning on a tiny batch, determinism, exact resume, DDP under torchrun, the data."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.graphs.store import GraphStore
+from pipeline.separation.audio_store import AudioStore, AudioStoreError
+from pipeline.separation.data import MixtureDataset, collate, validation_pairs
+from pipeline.separation.model import build_separator, load_separator
+from pipeline.separation.spectrogram import SpecConfig
+from pipeline.separation.step import RECIPES, compute_losses, separate
+from pipeline.separation.train import ModelParams, TrainParams, model_config, train
+from tests.conftest import REPO
+
+MODEL = ModelParams("avsgs", "tiny", gat=True, edgeconv=True, gru=True, skip=True)
+PARAMS = TrainParams(
+    recipe="paper",
+    steps=4,
+    batch_size=2,
+    lr_visual=1e-3,
+    lr_separator=1e-3,
+    lr_classifier=1e-3,
+    weight_decay=1e-4,
+    lr_step=3,
+    lr_gamma=0.5,
+    consistency=True,
+    coseparation=True,
+    orthogonality=True,
+    log_every=1,
+    val_every=2,
+    val_mixtures=2,
+    checkpoint_every=1,
+    workers=0,
+    threads=1,
+)
+
+
+def _batch(stores, n=2, seed=(0, 0)):
+    graphs, audio = GraphStore(stores[0]), AudioStore(stores[1])
+    data = MixtureDataset(graphs, audio, graphs.ids("train"), SpecConfig().samples, seed, n)
+    return graphs, audio, collate([data[k] for k in range(n)])
+
+
+@pytest.mark.parametrize("recipe", ["paper", "reference"])
+def test_a_few_steps_on_a_tiny_batch_reduce_the_loss(stores, recipe):
+    graphs, _, batch = _batch(stores)
+    torch.manual_seed(0)
+    config = model_config(MODEL, recipe, graphs.attrs["feature_dim"], 4, 2)
+    model = build_separator("avsgs", config)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        out = compute_losses(model, batch, RECIPES[recipe], SpecConfig())
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(float(out["loss"].detach()))
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_data_is_keyed_by_item_and_pairs_share_no_label(stores):
+    graphs, audio = GraphStore(stores[0]), AudioStore(stores[1])
+    ids = graphs.ids("train")
+    a = MixtureDataset(graphs, audio, ids, 1000, (0, 0), 50)
+    b = MixtureDataset(graphs, audio, ids, 1000, (0, 0), 50)
+    assert [a.pair(k) for k in range(50)] == [b.pair(k) for k in reversed(range(50))][::-1]
+    for k in range(50):
+        x, y = a.pair(k)["clip_ids"]
+        assert x != y and not a.labels[x] & a.labels[y]
+    np.testing.assert_array_equal(a[7]["wav"], b[7]["wav"])
+    assert validation_pairs(graphs, audio, graphs.ids("val"), 3, 1000, 0) == validation_pairs(
+        graphs, audio, graphs.ids("val"), 3, 1000, 0
+    )
+    item = collate([a[0], a[1]])
+    assert item["wav"].shape == (2, 2, 1000) and item["graphs"].num_graphs == 4
+    assert item["mixture"].tolist() == [0, 0, 1, 1]
+
+
+def test_audio_store_reads_windows_and_refuses_bad_input(stores, tmp_path):
+    audio = AudioStore(stores[1])
+    whole = audio.read("clip00")
+    assert len(whole) == audio.length("clip00") == int(6.5 * 11025)
+    np.testing.assert_array_equal(audio.read("clip00", 100, 50), whole[100:150])
+    tail = audio.read("clip00", len(whole) - 10, 30)
+    assert len(tail) == 30 and (tail[10:] == 0).all()  # padded past the end
+    with pytest.raises(AudioStoreError, match="no audio store here"):
+        AudioStore(tmp_path / "none.h5")
+
+
+def _run(stores, tmp_path, name, params=PARAMS, **kw):
+    return train(
+        stores[0],
+        stores[1],
+        params,
+        MODEL,
+        seed=0,
+        sample_rate=11025,
+        state_path=tmp_path / f"{name}.state.pt",
+        model_out=tmp_path / f"{name}.pt",
+        live_dir=tmp_path / f"{name}-live",
+        **kw,
+    )
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_same_seed_same_weights_and_resume_is_exact(stores, tmp_path):
+    metrics = _run(stores, tmp_path, "a")
+    _run(stores, tmp_path, "b")
+    assert _run(stores, tmp_path, "c", stop_after=3) is None  # interrupted after step 3
+    assert torch.load(tmp_path / "c.state.pt", weights_only=True)["step"] == 3
+    again = _run(stores, tmp_path, "c")  # resumes at step 3
+    a, b, c = (_weights(tmp_path / f"{n}.state.pt") for n in "abc")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+        torch.testing.assert_close(a[key], c[key], rtol=0, atol=0)
+    assert again["val_sdr"] == metrics["val_sdr"] and again["best_step"] == metrics["best_step"]
+    assert set(metrics) >= {
+        "val_sdr",
+        "val_sdr_mixture",
+        "val_sdri",
+        "best_step",
+        "steps_per_second",
+    }
+    model, meta = load_separator(tmp_path / "a.pt")
+    assert meta["recipe"] == "paper" and meta["label_names"] == ["a", "b", "c"]
+    assert meta["step"] == metrics["best_step"]
+    # the curves are DVCLive's, with the resumed run's history replayed
+    for name in ("a", "c"):
+        loss = (tmp_path / f"{name}-live" / "plots" / "metrics" / "train" / "loss.tsv").read_text()
+        assert loss.splitlines()[0].split("\t") == ["step", "loss"]
+        assert [int(r.split("\t")[0]) for r in loss.splitlines()[1:]] == [1, 2, 3, 4]
+    # other settings: the state is not reused
+    other = dataclasses.replace(PARAMS, lr_separator=2e-3)
+    _run(stores, tmp_path, "a", params=other)
+    assert not torch.equal(
+        _weights(tmp_path / "a.state.pt")["unet.up.6.1.weight"], a["unet.up.6.1.weight"]
+    )
+
+
+def test_separate_returns_every_estimate(stores):
+    graphs, _, batch = _batch(stores)
+    config = model_config(MODEL, "paper", graphs.attrs["feature_dim"], 4, 2)
+    model = build_separator("avsgs", config).eval()
+    out = separate(model, batch["wav"], batch["graphs"], RECIPES["paper"], SpecConfig())
+    n = SpecConfig().samples
+    assert out["video"].shape == (2, 2, n) and out["slots"].shape == (2, 2, 3, n)
+    torch.testing.assert_close(out["parts"].sum(1), out["mix"])
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_agree_with_one_and_train(stores, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    script = str(REPO / "tests" / "separation" / "ddp_grads.py")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    subprocess.run(
+        [sys.executable, script, *map(str, stores), str(tmp_path / "one.pt")],
+        check=True,
+        env=env,
+        timeout=300,
+    )
+    subprocess.run(
+        [*torchrun, script, *map(str, stores), str(tmp_path / "two.pt")],
+        check=True,
+        env=env,
+        timeout=300,
+    )
+    one, two = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("one", "two"))
+    assert one.keys() == two.keys()
+    for key in one:
+        if one[key] is not None:
+            torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-6)
+    # the stage itself runs under torchrun with gloo
+    params = tmp_path / "params.yaml"
+    train_section = {**dataclasses.asdict(PARAMS), "steps": 2}
+    params.write_text(
+        json.dumps(
+            {
+                "base": {"seed": 0, "sample_rate": 11025},
+                "model": dataclasses.asdict(MODEL),
+                "train": train_section,
+            }
+        )
+    )
+    args = [
+        "--params",
+        str(params),
+        "--graphs",
+        str(stores[0]),
+        "--audio",
+        str(stores[1]),
+        "--state",
+        str(tmp_path / "state.pt"),
+        "--out",
+        str(tmp_path / "model.pt"),
+        "--live",
+        str(tmp_path / "live"),
+        "--metrics",
+        str(tmp_path / "train.json"),
+    ]
+    subprocess.run(
+        [*torchrun, str(REPO / "stages" / "train.py"), *args],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    metrics = json.loads((tmp_path / "train.json").read_text())
+    assert metrics["processes"] == 2 and metrics["steps"] == 2
