@@ -34,9 +34,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     _copy_repo(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     # A tiny synthetic world: the same stages and code paths, in seconds.
-    params["source"]["synthetic"].update(n_train=4, n_val=2, n_test=2, seconds=3.0, size=128)
-    params["detector"]["train"].update(iterations=10, eval_every=0, frame_stride=2, eval_stride=4)
-    # a 10-iteration detector is unsure of everything: keep all its boxes so graphs get made
+    params["source"]["synthetic"].update(n_train=6, n_val=3, n_test=4, seconds=3.0, size=128)
+    params["detector"]["train"].update(iterations=100, eval_every=0, frame_stride=2, eval_stride=4)
+    # a 100-iteration detector is still unsure: keep all its boxes so graphs get made
     params["detect"]["min_score"] = 0.0
     params["graphs"]["min_score"] = 0.0
     params["model"]["preset"] = "tiny"
@@ -49,11 +49,18 @@ def test_dvc_repro_end_to_end(tmp_path):
         checkpoint_every=2,
         workers=0,
     )
+    params["evaluate"].update(n_pairs=5, report_examples=1)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(repo)}
+    # a checkout as users have one: a git repository with a commit (DVCLive reads its revision)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    ident = ["-c", "user.name=smoke", "-c", "user.email=smoke@example.invalid"]
+    subprocess.run(["git", *ident, "commit", "-qm", "smoke"], cwd=repo, check=True)
     dvc = [sys.executable, "-m", "dvc"]
-    subprocess.run([*dvc, "repro"], cwd=repo, check=True, env=env)
+    done = subprocess.run([*dvc, "repro"], cwd=repo, env=env)
+    graphs_json = repo / "metrics/graphs.json"
+    assert done.returncode == 0, graphs_json.read_text() if graphs_json.is_file() else "no graphs"
     for out in (
         "data/source/clips.jsonl",
         "data/source/meta.json",
@@ -68,23 +75,28 @@ def test_dvc_repro_end_to_end(tmp_path):
         "data/train/state.pt",
         "plots/train/plots/metrics/train/loss.tsv",
         "plots/train/plots/metrics/val/sdr.tsv",
+        "data/evaluate/pairs.json",
+        "data/evaluate/scores.csv",
+        "reports/evaluate/index.html",
     ):
         assert (repo / out).is_file(), out
     download = json.loads((repo / "metrics/download.json").read_text())
-    assert download["ok"] == 8 and download["failed"] == 0
+    assert download["ok"] == 13 and download["failed"] == 0
     detector = json.loads((repo / "metrics/detector.json").read_text())
     assert set(detector) >= {"map50", "per_class", "curve"} and len(detector["curve"]) == 1
     detect = json.loads((repo / "metrics/detect.json").read_text())
-    assert detect["clips"] == 8 and detect["frames_per_clip"] == 6
+    assert detect["clips"] == 13 and detect["frames_per_clip"] == 6
     graphs = json.loads((repo / "metrics/graphs.json").read_text())
-    assert graphs["graphs"] + graphs["skipped"] == 8
+    assert graphs["graphs"] + graphs["skipped"] == 13
     assert set(graphs) >= {"nodes_per_graph", "context_per_principal", "skipped_per_reason"}
     trained = json.loads((repo / "metrics/train.json").read_text())
     assert trained["steps"] == 4 and set(trained) >= {"val_sdr", "val_sdr_mixture", "val_sdri"}
+    scored = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert set(scored) >= {"sdr", "sir", "sar", "sdr_mixture", "sdri", "oracle_ibm_sdr", "n_pairs"}
     metrics = json.loads((repo / "metrics/labels.json").read_text())
     assert set(metrics) >= {"per_word", "per_class", "splits", "summary"}
     assert len(metrics["per_word"]) == 305
-    assert metrics["splits"] == {"train": 4, "val": 2, "test": 2}  # every synthetic clip is mined
+    assert metrics["splits"] == {"train": 6, "val": 3, "test": 4}  # every synthetic clip is mined
     status = subprocess.run(
         [*dvc, "status"], cwd=repo, check=True, env=env, capture_output=True, text=True
     )

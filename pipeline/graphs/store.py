@@ -34,6 +34,7 @@ import torch
 
 from pipeline import io
 from pipeline.errors import PipelineError
+from pipeline.hdf5 import open_store
 
 SCHEMA_VERSION = 1
 NODE_FIELDS = {
@@ -45,6 +46,7 @@ NODE_FIELDS = {
     "role": np.int8,
     "slot": np.int8,
 }
+SKIPPED_FIELDS = ("clip_id", "split", "reason", "object")
 _STR = h5py.string_dtype()
 
 
@@ -85,7 +87,7 @@ def write_store(
         f.create_dataset("graphs/offset", data=offset)
         f.create_dataset("graphs/label", data=label)
         skipped = sorted(skipped, key=lambda s: s["clip_id"])
-        for key in ("clip_id", "split", "reason", "object"):
+        for key in SKIPPED_FIELDS:
             f.create_dataset(f"skipped/{key}", data=[s[key] for s in skipped], dtype=_STR)
         f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["feature_dim"] = feature_dim
@@ -111,36 +113,19 @@ class GraphStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise GraphStoreError(f"{self.path}: no graph store here; run `dvc repro graphs`")
-        try:
-            with h5py.File(self.path, "r") as f:
-                version = _attr(f.attrs.get("schema_version"))
-                if version != SCHEMA_VERSION:
-                    raise GraphStoreError(
-                        f"{self.path}: graph store schema_version {version!r}, this code reads "
-                        f"{SCHEMA_VERSION}; rebuild it with `dvc repro -f graphs`"
-                    )
-                self.attrs = {k: _attr(v) for k, v in f.attrs.items()}
-                self.clip_ids = [s.decode() for s in f["graphs/clip_id"][()]]
-                self.splits = [s.decode() for s in f["graphs/split"][()]]
-                self.offset = f["graphs/offset"][()]
-                self.labels = f["graphs/label"][()]
-                # all but the features are a few bytes per node: keep them in memory, so a
-                # random graph costs one HDF5 read
-                self.small = {k: f[f"nodes/{k}"][()] for k in NODE_FIELDS if k != "x"}
-                self.skipped = [
-                    dict(zip(("clip_id", "split", "reason", "object"), row, strict=True))
-                    for row in zip(
-                        *(
-                            [s.decode() for s in f[f"skipped/{k}"][()]]
-                            for k in ("clip_id", "split", "reason", "object")
-                        ),
-                        strict=True,
-                    )
-                ]
-        except OSError as err:
-            raise GraphStoreError(f"{self.path}: not a readable HDF5 file ({err})") from err
+        with open_store(self.path, SCHEMA_VERSION, "graph store", "graphs", GraphStoreError) as f:
+            self.attrs = {k: _attr(v) for k, v in f.attrs.items()}
+            self.clip_ids = [s.decode() for s in f["graphs/clip_id"][()]]
+            self.splits = [s.decode() for s in f["graphs/split"][()]]
+            self.offset = f["graphs/offset"][()]
+            self.labels = f["graphs/label"][()]
+            # all but the features are a few bytes per node: keep them in memory, so a random
+            # graph costs one HDF5 read
+            self.small = {k: f[f"nodes/{k}"][()] for k in NODE_FIELDS if k != "x"}
+            columns = [[s.decode() for s in f[f"skipped/{k}"][()]] for k in SKIPPED_FIELDS]
+            self.skipped = [
+                dict(zip(SKIPPED_FIELDS, row, strict=True)) for row in zip(*columns, strict=True)
+            ]
         self.index = {c: i for i, c in enumerate(self.clip_ids)}
         self._file: h5py.File | None = None
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from pipeline import io
 from pipeline.errors import PipelineError
+from pipeline.hdf5 import open_store
 
 SCHEMA_VERSION = 1
 
@@ -77,21 +78,10 @@ class AudioStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise AudioStoreError(f"{self.path}: no audio store here; run `dvc repro audio`")
-        try:
-            with h5py.File(self.path, "r") as f:
-                version = int(f.attrs.get("schema_version", -1))
-                if version != SCHEMA_VERSION:
-                    raise AudioStoreError(
-                        f"{self.path}: audio store schema_version {version}, this code reads "
-                        f"{SCHEMA_VERSION}; rebuild it with `dvc repro -f audio`"
-                    )
-                self.sample_rate = int(f.attrs["sample_rate"])
-                self.offset = f["offset"][()]
-                self.clip_ids = [s.decode() for s in f["clip_id"][()]]
-        except OSError as err:
-            raise AudioStoreError(f"{self.path}: not a readable HDF5 file ({err})") from err
+        with open_store(self.path, SCHEMA_VERSION, "audio store", "audio", AudioStoreError) as f:
+            self.sample_rate = int(f.attrs["sample_rate"])
+            self.offset = f["offset"][()]
+            self.clip_ids = [s.decode() for s in f["clip_id"][()]]
         self.index = {c: i for i, c in enumerate(self.clip_ids)}
         self._file: h5py.File | None = None
 

@@ -38,6 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "ngf": 8,
         "classifier": "small",
         "classifier_width": 8,
+        "classifier_pool": 4,
     },
     "tiny": {
         "hidden": 8,
@@ -67,7 +68,8 @@ class AVSGS(nn.Module):
         channels: embedding size :math:`d`.
         heads: GAT heads.
         ngf, levels: U-Net width and depth.
-        classifier, classifier_width: the classifier's trunk.
+        classifier, classifier_width, classifier_pool: the classifier's trunk (``small``: its
+            width and input pooling).
         aggr, readout, normalize: the recipe's graph and conditioning choices (``docs/model.md``).
         gat, edgeconv, gru, skip: ablation switches.
 
@@ -92,6 +94,7 @@ class AVSGS(nn.Module):
         levels: int = 7,
         classifier: Literal["resnet18", "small"] = "resnet18",
         classifier_width: int = 16,
+        classifier_pool: int = 2,
         aggr: Literal["mean", "max"] = "mean",
         readout: Literal["edge", "sum"] = "edge",
         normalize: bool = True,
@@ -110,7 +113,7 @@ class AVSGS(nn.Module):
             self.encoder.out_channels, channels, self.n_outputs, normalize, gru
         )
         self.unet = ConditionedUNet(ngf, levels, channels, skip)
-        self.classifier = AudioClassifier(n_classes, classifier, classifier_width)
+        self.classifier = AudioClassifier(n_classes, classifier, classifier_width, classifier_pool)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         """Parameters by optimizer group: ``visual`` (graph encoder, GRU), ``separator`` (U-Net),

@@ -3,15 +3,18 @@
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
+import h5py
 import numpy as np
 import pytest
 import torch
 
 from pipeline.graphs.store import GraphStore
-from pipeline.separation.audio_store import AudioStore, AudioStoreError
+from pipeline.separation.audio_store import AudioStore, AudioStoreError, pack_audio
 from pipeline.separation.data import MixtureDataset, collate, validation_pairs
 from pipeline.separation.model import build_separator, load_separator
 from pipeline.separation.spectrogram import SpecConfig
@@ -92,6 +95,17 @@ def test_audio_store_reads_windows_and_refuses_bad_input(stores, tmp_path):
     assert len(tail) == 30 and (tail[10:] == 0).all()  # padded past the end
     with pytest.raises(AudioStoreError, match="no audio store here"):
         AudioStore(tmp_path / "none.h5")
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(AudioStoreError, match="not a readable HDF5 file"):
+        AudioStore(tmp_path / "bad.h5")
+    old = tmp_path / "old.h5"
+    old.write_bytes(stores[1].read_bytes())
+    with h5py.File(old, "a") as f:
+        f.attrs["schema_version"] = 0
+    with pytest.raises(AudioStoreError, match="audio store schema_version 0, this code reads 1"):
+        AudioStore(old)
+    with pytest.raises(AudioStoreError, match="no clip's audio could be read"):
+        pack_audio({"x": tmp_path / "missing.wav"}, tmp_path / "a.h5", 11025)
 
 
 def _run(stores, tmp_path, name, params=PARAMS, **kw):
@@ -216,3 +230,44 @@ def test_torchrun_two_processes_agree_with_one_and_train(stores, tmp_path):
     )
     metrics = json.loads((tmp_path / "train.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == 2
+
+
+@pytest.mark.slow
+def test_a_killed_training_stage_resumes_to_the_same_weights(stores, tmp_path):
+    params = dataclasses.replace(PARAMS, steps=12, val_every=4)
+    _run(stores, tmp_path, "whole", params=params)
+    (tmp_path / "params.yaml").write_text(
+        json.dumps(
+            {
+                "base": {"seed": 0, "sample_rate": 11025},
+                "model": dataclasses.asdict(MODEL),
+                "train": dataclasses.asdict(params),
+            }
+        )
+    )
+    state = tmp_path / "state.pt"
+    cmd = [
+        sys.executable,
+        str(REPO / "stages" / "train.py"),
+        "--params",
+        str(tmp_path / "params.yaml"),
+    ]
+    cmd += ["--graphs", str(stores[0]), "--audio", str(stores[1]), "--state", str(state)]
+    cmd += ["--out", str(tmp_path / "m.pt"), "--live", str(tmp_path / "live")]
+    cmd += ["--metrics", str(tmp_path / "train.json")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and torch.load(state, weights_only=True)["step"] >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(state, weights_only=True)["step"]
+    assert 3 <= killed_at < 12 and not (tmp_path / "train.json").exists()
+    subprocess.run(cmd, env=env, cwd=tmp_path, check=True, timeout=300)
+    got, want = _weights(state), _weights(tmp_path / "whole.state.pt")
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=0)
+    assert json.loads((tmp_path / "train.json").read_text())["steps"] == 12

@@ -13,14 +13,15 @@ class AudioClassifier(nn.Module):
     r"""Classifies a separated log-frequency log-magnitude spectrogram into one of the principal-
     object classes or background (AVSGS section 3.3, eq. 3). The paper does not detail it; the
     released code uses a ResNet-18 trunk on a 1-channel input with global max pooling
-    (``arch="resnet18"``). ``arch="small"``, for CPU-sized runs: a 2x2 average pooling of the input,
-    five stride-2 3x3 conv blocks of ``width`` to ``8 * width`` channels, global max pooling and a
-    linear layer.
+    (``arch="resnet18"``). ``arch="small"``, for CPU-sized runs: a ``pool`` x ``pool`` average
+    pooling of the input, five stride-2 3x3 conv blocks of ``width`` to ``8 * width`` channels,
+    global max pooling and a linear layer.
 
     Args:
         n_classes: classes including background.
         arch: ``resnet18`` or ``small``.
         width: channels of the small net's first block.
+        pool: the small net's input pooling.
 
     Shapes:
         - **input:** ``(B, 1, F, T)``
@@ -28,7 +29,11 @@ class AudioClassifier(nn.Module):
     """
 
     def __init__(
-        self, n_classes: int, arch: Literal["resnet18", "small"] = "resnet18", width: int = 16
+        self,
+        n_classes: int,
+        arch: Literal["resnet18", "small"] = "resnet18",
+        width: int = 16,
+        pool: int = 2,
     ):
         super().__init__()
         if arch == "resnet18":
@@ -37,7 +42,7 @@ class AudioClassifier(nn.Module):
             net.avgpool = nn.AdaptiveMaxPool2d(1)
             self.net = net
         else:
-            layers, cin = [nn.AvgPool2d(2), nn.BatchNorm2d(1)], 1
+            layers, cin = [nn.AvgPool2d(pool), nn.BatchNorm2d(1)], 1
             for i in range(5):
                 cout = width * min(2**i, 8)
                 layers += [nn.Conv2d(cin, cout, 3, 2, 1), nn.BatchNorm2d(cout), nn.ReLU()]
