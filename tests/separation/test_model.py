@@ -169,3 +169,17 @@ def test_spectrogram_geometry_and_round_trips():
     assert (warped.diff() >= 0).all()
     with pytest.raises(ValueError, match=r"\(batch, samples\)"):
         stft(wav[0], cfg)
+
+
+def test_a_missing_or_foreign_checkpoint_is_refused_by_name(tmp_path):
+    from pipeline.errors import PipelineError
+
+    with pytest.raises(
+        PipelineError, match=r"none\.pt: no separator checkpoint here; run `dvc repro train`"
+    ):
+        load_separator(tmp_path / "none.pt")
+    torch.save({"schema_version": 0}, tmp_path / "old.pt")
+    with pytest.raises(
+        PipelineError, match=r"old\.pt: separator checkpoint schema 0, this code reads 1"
+    ):
+        load_separator(tmp_path / "old.pt")
