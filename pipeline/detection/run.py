@@ -10,9 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,14 +20,17 @@ from tqdm import tqdm
 from pipeline import io, media
 from pipeline.detection.infer import detect_with_features
 from pipeline.detection.model import load_checkpoint
+from pipeline.detection.proposals import CLASS_NAMES, propose_frames
 from pipeline.detection.store import (
     build_store,
+    empty_frames,
     params_key,
     part_frames,
     read_part,
     write_part,
 )
 from pipeline.detection.train import to_tensor
+from pipeline.distributed import rank_and_world
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,12 @@ class DetectParams:
         batch_size: frames per detector batch.
         threads: torch CPU threads per process (pinned: results depend on it).
         shard_clips: clips per Zarr shard file.
+        backend: ``detector`` (the detector stage's checkpoint: classes, scores, box-head
+            features) or ``proposals`` (selective search, no detector: class-agnostic boxes
+            with their pixels as features; :mod:`pipeline.detection.proposals`).
+        crop: ``proposals``: side of each box's stored RGB crop (feature ``3 * crop**2``).
+        proposal_side: ``proposals``: selective search runs on the frame scaled to this
+            longer side.
     """
 
     fps: float
@@ -53,10 +61,24 @@ class DetectParams:
     batch_size: int
     threads: int
     shard_clips: int
+    backend: Literal["detector", "proposals"] = "detector"
+    crop: int = 24
+    proposal_side: int = 128
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.max_boxes < 1 or self.batch_size < 1 or self.shard_clips < 1:
             raise ValueError("fps must be > 0; max_boxes, batch_size, shard_clips >= 1")
+        if self.crop < 4 or self.proposal_side < 32:
+            raise ValueError("crop must be >= 4 and proposal_side >= 32")
+
+    def record(self) -> dict[str, Any]:
+        """The settings that shape the store (recorded in it and keying its parts): the
+        proposal settings only with the proposals backend."""
+        out = dataclasses.asdict(self)
+        if self.backend == "detector":
+            for key in ("backend", "crop", "proposal_side"):
+                out.pop(key)
+        return out
 
 
 def sample_frames(video: Path, fps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -70,19 +92,16 @@ def sample_frames(video: Path, fps: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def detect_clip(model, video: Path, params: DetectParams) -> dict[str, np.ndarray]:
-    """The ``FIELDS`` arrays of one clip, ``(T, K, ...)``, padded to ``max_boxes``."""
+    """The ``FIELDS`` arrays of one clip, ``(T, K, ...)``, padded to ``max_boxes`` (``model``
+    None: the proposals backend)."""
     frames, times = sample_frames(video, params.fps)
+    if params.backend == "proposals":
+        found = propose_frames(frames, params.max_boxes, params.crop, params.proposal_side)
+        return {**found, "times": times}
     k = params.max_boxes
     t = len(frames)
     dim = model.roi_heads.box_head.fc7.out_features
-    out = {
-        "boxes": np.zeros((t, k, 4), np.float32),
-        "scores": np.zeros((t, k), np.float32),
-        "labels": np.full((t, k), -1, np.int16),
-        "features": np.zeros((t, k, dim), np.float16),
-        "counts": np.zeros(t, np.int16),
-        "times": times,
-    }
+    out = {**empty_frames(t, k, dim), "times": times}
     for s in range(0, t, params.batch_size):
         dets = detect_with_features(
             model, [to_tensor(f) for f in frames[s : s + params.batch_size]]
@@ -98,14 +117,6 @@ def detect_clip(model, video: Path, params: DetectParams) -> dict[str, np.ndarra
     return out
 
 
-def _dist() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        torch.distributed.init_process_group(backend)
-    return (torch.distributed.get_rank() if world > 1 else 0), world
-
-
 def detect_all(
     status_rows: list[dict[str, Any]],
     media_dir: str | Path,
@@ -116,10 +127,16 @@ def detect_all(
 ) -> dict[str, Any] | None:
     """Detect every ``ok`` clip; returns the metrics on rank 0 (None on other ranks)."""
     torch.set_num_threads(params.threads)
-    rank, world = _dist()
-    model, meta = load_checkpoint(checkpoint)
-    sha = io.sha256_file(checkpoint)
-    key = params_key(sha, dataclasses.asdict(params))
+    rank, world = rank_and_world()
+    if params.backend == "proposals":
+        model, sha = None, None
+        meta = {"class_names": CLASS_NAMES, "architecture": "selective_search"}
+        dim = 3 * params.crop**2
+    else:
+        model, meta = load_checkpoint(checkpoint)
+        sha = io.sha256_file(checkpoint)
+        dim = model.roi_heads.box_head.fc7.out_features
+    key = params_key(sha, params.record())
     ok = sorted(r["clip_id"] for r in status_rows if r["status"] == "ok")
     mine = ok[rank::world]
     failed: dict[str, str] = {}
@@ -145,7 +162,6 @@ def detect_all(
     stored = [c for c in ok if c not in failed]
     if not stored:
         raise PipelineError("detect: no clip could be read; see the warnings above")
-    dim = model.roi_heads.box_head.fc7.out_features
     n_frames = max(part_frames(parts_dir, c) for c in stored)  # build_store reads them whole
     build_store(
         store_path,
@@ -155,7 +171,7 @@ def detect_all(
         attrs={
             "class_names": meta["class_names"],
             "detector": {"architecture": meta["architecture"], "sha256": sha},
-            "params": dataclasses.asdict(params),
+            "params": params.record(),
             "skipped": failed,
         },
         n_frames=n_frames,

@@ -191,7 +191,7 @@ class GraphStore:
 
 
 def _attr(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in "[{":
+    if isinstance(value, str) and value[:1] in ("[", "{"):
         return json.loads(value)
     if isinstance(value, np.generic):
         return value.item()

@@ -4,10 +4,10 @@ evaluate driver end to end on tone clips with a briefly trained tiny model."""
 import numpy as np
 import pytest
 
-from pipeline.evaluation.bss import Unscorable, bss_eval, oracle_estimates
 from pipeline.evaluation.pairs import test_pairs as draw_pairs
 from pipeline.evaluation.run import EvaluateParams, evaluate_all, write_outputs
 from pipeline.evaluation.separate import fade, overlap_add, window_starts
+from pipeline.separation.bss import Unscorable, bss_eval, oracle_estimates
 from pipeline.separation.spectrogram import SpecConfig
 
 RATE = 11025

@@ -5,18 +5,19 @@ import sys
 
 import torch
 
+from pipeline.distributed import rank_and_world
 from pipeline.graphs.store import GraphStore
 from pipeline.separation.audio_store import AudioStore
 from pipeline.separation.data import MixtureDataset, collate
 from pipeline.separation.model import build_separator
 from pipeline.separation.spectrogram import SpecConfig
 from pipeline.separation.step import RECIPES, compute_losses
-from pipeline.separation.train import ModelParams, StepBatches, _dist, model_config
+from pipeline.separation.train import ModelParams, StepBatches, model_config
 
 
 def main(graphs_path, audio_path, out):
     torch.set_num_threads(1)
-    rank, world = _dist()
+    rank, world = rank_and_world()
     graphs, audio = GraphStore(graphs_path), AudioStore(audio_path)
     params = ModelParams("avsgs", "tiny", True, True, True, True)
     config = model_config(params, "paper", graphs.attrs["feature_dim"], 4, 2)

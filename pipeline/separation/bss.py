@@ -5,6 +5,7 @@ Shapes: references and estimates ``(n_src, samples)`` float64.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -17,9 +18,13 @@ class Unscorable(ValueError):
     """A pair BSS eval cannot score (a silent or too short reference); carries the reason."""
 
 
-def bss_eval(refs: np.ndarray, ests: np.ndarray, min_samples: int = 2048) -> dict[str, np.ndarray]:
-    """SDR, SIR, SAR ``(n_src,)`` of ``ests`` against ``refs`` (sources in the same order, no
-    permutation search), by mir_eval's ``bss_eval_sources``.
+def bss_eval(
+    refs: np.ndarray, ests: np.ndarray, min_samples: int = 2048, permute: bool = False
+) -> dict[str, np.ndarray]:
+    """SDR, SIR, SAR ``(n_src,)`` of ``ests`` against ``refs``, by mir_eval's
+    ``bss_eval_sources``: sources in the same order, or with ``permute`` (for a separator whose
+    outputs are not tied to a video, e.g. ``audio_only``) in the order of ``ests`` with the best
+    mean SDR, returned as ``order``.
 
     Raises:
         Unscorable: a reference is silent or shorter than ``min_samples``.
@@ -35,6 +40,12 @@ def bss_eval(refs: np.ndarray, ests: np.ndarray, min_samples: int = 2048) -> dic
     silent = np.flatnonzero(np.abs(refs).max(1) == 0)
     if len(silent):
         raise Unscorable(f"silent reference: source {int(silent[0])}")
+    if permute:
+        scored = [
+            {**bss_eval(refs, ests[list(p)], min_samples), "order": np.array(p)}
+            for p in itertools.permutations(range(len(ests)))
+        ]
+        return max(scored, key=lambda r: float(np.mean(r["sdr"])))
     with warnings.catch_warnings():  # bss_eval_sources warns that 0.9 removes it (pinned < 0.9)
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
