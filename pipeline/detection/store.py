@@ -38,6 +38,18 @@ class StoreError(PipelineError, ValueError):
     """A detections store that cannot be read as it is."""
 
 
+def empty_frames(t: int, k: int, dim: int) -> dict[str, np.ndarray]:
+    """The ``FIELDS`` arrays but ``times`` of ``t`` frames with no box yet: ``k`` box slots,
+    ``dim``-d features, labels -1."""
+    return {
+        "boxes": np.zeros((t, k, 4), np.float32),
+        "scores": np.zeros((t, k), np.float32),
+        "labels": np.full((t, k), -1, np.int16),
+        "features": np.zeros((t, k, dim), np.float16),
+        "counts": np.zeros(t, np.int16),
+    }
+
+
 def write_part(
     parts_dir: str | Path, clip_id: str, result: dict[str, np.ndarray], key: str
 ) -> None:

@@ -23,11 +23,13 @@ class ClassMapParams:
     """``class_map``.
 
     Args:
-        name: the map to use: ``synthetic``, ``coco`` or ``visual_genome``.
+        name: the map to use: ``synthetic``, ``coco`` or ``visual_genome``; or ``proposals``
+            (``detect.backend: proposals``): every object of every map is shown by the one
+            class-agnostic ``proposal`` class.
         synthetic, coco, visual_genome: principal object -> detector class names.
     """
 
-    name: Literal["synthetic", "coco", "visual_genome"]
+    name: Literal["synthetic", "coco", "visual_genome", "proposals"]
     synthetic: dict[str, list[str]]
     coco: dict[str, list[str]]
     visual_genome: dict[str, list[str]]
@@ -39,7 +41,11 @@ def resolve(params: ClassMapParams, class_names: list[str]) -> dict[str, Any]:
     Raises:
         ClassMapError: no principal object maps to any of the detector's classes.
     """
-    chosen = getattr(params, params.name)
+    if params.name == "proposals":
+        objects = {o for m in ("synthetic", "coco", "visual_genome") for o in getattr(params, m)}
+        chosen = {o: ["proposal"] for o in objects}
+    else:
+        chosen = getattr(params, params.name)
     index = {n: i for i, n in enumerate(class_names)}
     ids = {obj: [index[n] for n in names if n in index] for obj, names in sorted(chosen.items())}
     missing = sorted({n for names in chosen.values() for n in names if n not in index})

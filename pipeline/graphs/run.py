@@ -51,14 +51,23 @@ class CropEmbedder:
     def __init__(self, checkpoint, store: DetectionStore, media_dir, cache_dir, params, seed):
         from pipeline.detection.model import load_checkpoint
 
-        sha = io.sha256_file(checkpoint)
-        made_by = store.attrs["detector"]["sha256"]
-        if sha != made_by:
-            raise PipelineError(
-                f"{checkpoint} is not the detector that made {store.path} "
-                f"(sha256 {sha[:12]} vs {made_by[:12]}); rerun `dvc repro detect`"
-            )
-        self.model, _ = load_checkpoint(checkpoint)
+        # proposals: a crop's feature is its pixels, as the proposals' are (no detector)
+        self.crop = (
+            store.attrs["params"].get("crop")
+            if store.attrs["params"].get("backend") == "proposals"
+            else None
+        )
+        if self.crop:
+            sha, self.model = f"proposals:{self.crop}", None
+        else:
+            sha = io.sha256_file(checkpoint)
+            made_by = store.attrs["detector"]["sha256"]
+            if sha != made_by:
+                raise PipelineError(
+                    f"{checkpoint} is not the detector that made {store.path} "
+                    f"(sha256 {sha[:12]} vs {made_by[:12]}); rerun `dvc repro detect`"
+                )
+            self.model, _ = load_checkpoint(checkpoint)
         self.fps = float(store.attrs["params"]["fps"])
         self.media_dir, self.cache_dir = Path(media_dir), Path(cache_dir)
         self.params, self.seed = params, seed
@@ -72,6 +81,7 @@ class CropEmbedder:
         if cached is not None:
             return cached
         from pipeline.detection.infer import box_features
+        from pipeline.detection.proposals import crop_pixels
         from pipeline.detection.run import sample_frames
         from pipeline.detection.train import to_tensor
 
@@ -80,8 +90,12 @@ class CropEmbedder:
         t, box = random_crop(
             clip_rng(self.seed, clip_id), min(n_frames, len(frames)), h, w, self.params
         )
-        x = box_features(self.model, to_tensor(frames[t]), torch.from_numpy(box)[None])[0]
-        out = {"frame": np.int16(t), "box": box, "x": x.numpy().astype(np.float16)}
+        if self.crop:
+            x = crop_pixels(frames[t], box[None], self.crop)[0]
+        else:
+            x = box_features(self.model, to_tensor(frames[t]), torch.from_numpy(box)[None])[0]
+            x = x.numpy()
+        out = {"frame": np.int16(t), "box": box, "x": x.astype(np.float16)}
         path = self.cache_dir / f"{clip_id}.npz"
         with io.atomic_path(path) as tmp, tmp.open("wb") as fh:
             np.savez(fh, key=np.array(self.key), **out)
