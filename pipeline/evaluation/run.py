@@ -16,11 +16,11 @@ from tqdm import tqdm
 
 from pipeline import io
 from pipeline.errors import PipelineError
-from pipeline.evaluation.bss import Unscorable, bss_eval, oracle_estimates
 from pipeline.evaluation.pairs import test_pairs
 from pipeline.evaluation.separate import separate_clip, separate_pair
 from pipeline.graphs.store import GraphStore
 from pipeline.separation.audio_store import AudioStore
+from pipeline.separation.bss import Unscorable, bss_eval, oracle_estimates
 from pipeline.separation.model import load_separator
 from pipeline.separation.spectrogram import SpecConfig
 from pipeline.separation.step import RECIPES
@@ -40,6 +40,9 @@ class EvaluateParams:
             that has two (scored against its stems).
         report_examples: pairs shown in the HTML report.
         threads: torch CPU threads.
+        mask_constraint: divide each video's mask by the sum of both videos' masks, so the two
+            estimates add up to the mixture (mixture consistency; SoBB's softmax constraint
+            applied after the fact). Off: each video's mask as the model gives it.
     """
 
     n_pairs: int
@@ -47,6 +50,7 @@ class EvaluateParams:
     within_clip: bool
     report_examples: int
     threads: int
+    mask_constraint: bool = False
 
     def __post_init__(self) -> None:
         if self.n_pairs < 1 or self.batch_size < 1 or self.threads < 1 or self.report_examples < 0:
@@ -87,6 +91,7 @@ def evaluate_all(
             f"{graphs.label_names}; rerun `dvc repro train`"
         )
     names = graphs.label_names
+    permute = getattr(model, "permutation_invariant", False)  # audio_only: best assignment
     test = [c for c in graphs.ids("test") if c in audio]
     labels = {c: [names[v] for v in graphs.labels[graphs.index[c]] if v >= 0] for c in test}
     pairs = test_pairs(labels, params.n_pairs, seed)
@@ -110,9 +115,21 @@ def evaluate_all(
         }
         try:
             out = separate_pair(
-                model, wav, [graphs.data(a), graphs.data(b)], recipe, cfg, params.batch_size
+                model,
+                wav,
+                [graphs.data(a), graphs.data(b)],
+                recipe,
+                cfg,
+                params.batch_size,
+                params.mask_constraint,
             )
-            est = bss_eval(out["parts"], out["video"])
+            est = bss_eval(out["parts"], out["video"], permute=permute)
+            if permute:  # the estimates in the order of the references they were scored with
+                out = {
+                    **out,
+                    "video": out["video"][est["order"]],
+                    "slots": out["slots"][est["order"]],
+                }
             mix = bss_eval(out["parts"], np.stack([out["mix"], out["mix"]]))
             oracle = oracle_estimates(out["parts"], cfg)
             ibm = bss_eval(out["parts"], oracle["ibm"])
@@ -158,6 +175,8 @@ def evaluate_all(
             for c, v in sorted(per_class.items())
         },
         "recipe": meta["recipe"],
+        "model": meta["name"],
+        "mask_constraint": params.mask_constraint,
     }
     if params.within_clip and stems_dir is not None and Path(stems_dir).is_dir():
         metrics.update(within_clip(model, graphs, test, Path(stems_dir), recipe, cfg, params))
@@ -181,6 +200,8 @@ def within_clip(model, graphs, clip_ids, stems_dir: Path, recipe, cfg, params) -
         outs = separate_clip(
             model, mix.astype(np.float32), graphs.data(cid), recipe, cfg, params.batch_size
         )
+        if len(outs) < len(refs):  # a separator with one output per video (frame, audio_only)
+            return {"within_clip_clips": 0}
         best = max(
             itertools.permutations(range(len(outs)), len(refs)),
             key=lambda p: sum(si_sdr(r, outs[j]) for r, j in zip(refs, p, strict=True)),

@@ -52,9 +52,16 @@ def _cut(wav: np.ndarray, starts: list[int], window: int) -> np.ndarray:
 
 @torch.no_grad()
 def separate_pair(
-    model, wav: np.ndarray, graphs: list, recipe: Recipe, cfg: SpecConfig, batch: int = 8
+    model,
+    wav: np.ndarray,
+    graphs: list,
+    recipe: Recipe,
+    cfg: SpecConfig,
+    batch: int = 8,
+    consistent: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Separate the mixture of two whole clips ``wav (2, L)`` with their graphs (``[Data, Data]``).
+    """Separate the mixture of two whole clips ``wav (2, L)`` with their graphs (``[Data, Data]``)
+    (``consistent``: :func:`~pipeline.separation.step.separate`'s mixture-consistent masks).
 
     Returns ``parts (2, L)`` (each clip's part in the mixture: the references), ``mix (L,)``,
     ``video (2, L)`` (each clip's estimate) and ``slots (2, S, L)``."""
@@ -67,7 +74,7 @@ def separate_pair(
     for i in range(0, len(chunks), batch):
         part = torch.from_numpy(chunks[i : i + batch])
         g = Batch.from_data_list(graphs * len(part))
-        out = separate(model, part, g, recipe, cfg)
+        out = separate(model, part, g, recipe, cfg, consistent)
         video.append(out["video"].double().numpy())
         slots.append(out["slots"].double().numpy())
     w = fade(window, window // 4)

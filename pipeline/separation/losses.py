@@ -67,6 +67,23 @@ def coseparation_ratio(
     return (weight * (masks.sum(1) - ratio).abs()).mean()
 
 
+def coseparation_pit(
+    masks: torch.Tensor, target: torch.Tensor, mix_mag: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Permutation-invariant co-separation for mixtures of two videos (videos ``2m, 2m + 1``):
+    per mixture, the smaller of the L1 losses with the targets in order or swapped, averaged.
+    ``target (G, 1, F, T)`` is the binary or (with ``mix_mag``, weighted as in
+    :func:`coseparation_ratio`) ratio mask."""
+    est = masks.sum(1)  # (G, 1, F, T)
+    weight = 1.0 if mix_mag is None else torch.log1p(mix_mag).clamp(1e-3, 10)
+    if len(est) % 2:
+        raise ValueError(f"expected mixtures of two videos, got {len(est)} videos")
+    swapped = target.view(-1, 2, *target.shape[1:]).flip(1).flatten(0, 1)
+    per_video = [(weight * (est - t).abs()).flatten(1).mean(1) for t in (target, swapped)]
+    per_mixture = torch.stack([p.view(-1, 2).mean(1) for p in per_video])  # (2, B)
+    return per_mixture.min(0).values.mean()
+
+
 def orthogonality_pairs(y: torch.Tensor) -> torch.Tensor:
     r"""Eq. 2 (paper): :math:`\sum_{i \ne j} (\mathbf{y}_i^\top \mathbf{y}_j)^2` per video,
     averaged over videos. ``y (G, S, d)``; zero when each video's embeddings are orthogonal."""

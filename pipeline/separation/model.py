@@ -16,13 +16,15 @@ from torch import nn
 
 from pipeline import io
 from pipeline.errors import PipelineError
+from pipeline.separation.baselines import AudioOnly, CoSeparation, FrameConditioned
 from pipeline.separation.nn import (
     AudioClassifier,
     ConditionedUNet,
     RecurrentConditioner,
     SceneGraphEncoder,
 )
-from pipeline.separation.spectrogram import log_mag
+from pipeline.separation.nn.unet import masks_from_embeddings
+from pipeline.separation.sobb import SoundOfBoundingBoxes
 
 CHECKPOINT_SCHEMA = 1
 
@@ -132,19 +134,14 @@ class AVSGS(nn.Module):
     def forward(
         self, mix_mag: torch.Tensor, graphs, mixture: torch.Tensor, classify: bool = False
     ) -> dict[str, torch.Tensor]:
-        y = self.embed(graphs)
-        g, s, d = y.shape
-        maps = self.unet.encode(log_mag(mix_mag))
-        logits = self.unet.decode(maps, y.reshape(g * s, d), mixture.repeat_interleave(s))
-        masks = torch.sigmoid(logits).view(g, s, *logits.shape[1:])
-        out = {"masks": masks, "embeddings": y}
-        if classify:  # inside forward, so DistributedDataParallel sees the classifier's use
-            separated = log_mag(masks * mix_mag[mixture][:, None]).flatten(0, 1)
-            out["class_logits"] = self.classifier(separated).view(g, s, -1)
-        return out
+        judge = self.classifier if classify else None
+        return masks_from_embeddings(self.unet, judge, mix_mag, self.embed(graphs), mixture)
 
 
-SEPARATORS: dict[str, type[nn.Module]] = {"avsgs": AVSGS}
+SEPARATORS: dict[str, type[nn.Module]] = {
+    cls.name: cls
+    for cls in (AVSGS, CoSeparation, FrameConditioned, AudioOnly, SoundOfBoundingBoxes)
+}
 
 
 def build_separator(name: str, config: dict[str, Any]) -> nn.Module:

@@ -15,6 +15,8 @@ import torch
 from pipeline.separation import losses
 from pipeline.separation.spectrogram import SpecConfig, apply_mask, log_freq_magnitude
 
+LOSSES = ("consistency", "coseparation", "orthogonality")
+
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
@@ -84,9 +86,14 @@ def compute_losses(
     use: tuple[bool, bool, bool] = (True, True, True),
 ) -> dict[str, torch.Tensor]:
     """The weighted loss (``loss``) and its terms for a batch from :func:`data.collate`; ``use``
-    switches consistency, co-separation and orthogonality on or off (ablations)."""
+    switches consistency, co-separation and orthogonality on or off (ablations). A term the
+    model cannot use (its ``losses``) is zero; a ``permutation_invariant`` model's co-separation
+    loss takes the better assignment of its outputs to each mixture's two videos."""
     s = spectrograms(batch["wav"], recipe, cfg)
     mixture = batch["mixture"]
+    base = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    supported = getattr(base, "losses", LOSSES)
+    use = tuple(u and name in supported for u, name in zip(use, LOSSES, strict=True))
     res = model(s["mix_mag"], batch["graphs"], mixture, classify=use[0])
     masks, y = res["masks"], res["embeddings"]  # (G, S, 1, F, T), (G, S, d)
     mix_mag = s["mix_mag"][mixture]  # (G, 1, F, T)
@@ -102,12 +109,18 @@ def compute_losses(
         if recipe.target == "binary":
             other = s["part_mag"].flip(1).flatten(0, 1)
             first = (torch.arange(len(part_mag)) % 2 == 0)[:, None, None, None]
-            ibm = torch.where(first, part_mag >= other, part_mag > other).float()
-            out["coseparation"] = losses.coseparation_binary(masks, ibm)
+            target = torch.where(first, part_mag >= other, part_mag > other).float()
         else:
-            ratio = (part_mag / (mix_mag + 1e-10)).clamp(0, 5)
-            out["coseparation"] = losses.coseparation_ratio(masks, ratio, mix_mag)
-    if use[2]:
+            target = (part_mag / (mix_mag + 1e-10)).clamp(0, 5)
+        if getattr(base, "permutation_invariant", False):
+            out["coseparation"] = losses.coseparation_pit(
+                masks, target, mix_mag if recipe.target == "ratio" else None
+            )
+        elif recipe.target == "binary":
+            out["coseparation"] = losses.coseparation_binary(masks, target)
+        else:
+            out["coseparation"] = losses.coseparation_ratio(masks, target, mix_mag)
+    if use[2] and masks.shape[1] > 1:
         ortho = (
             losses.orthogonality_pairs
             if recipe.orthogonality == "pairs"
@@ -123,12 +136,13 @@ def compute_losses(
 
 @torch.no_grad()
 def separate(
-    model, wav: torch.Tensor, graphs, recipe: Recipe, cfg: SpecConfig
+    model, wav: torch.Tensor, graphs, recipe: Recipe, cfg: SpecConfig, consistent: bool = False
 ) -> dict[str, torch.Tensor]:
     """Separate each mixture of ``wav (B, 2, L)`` with its videos' graphs (``2B``, in mixture
     order). Returns ``mix (B, L)``, ``parts (B, 2, L)`` (the references), ``video (B, 2, L)``
-    (each video's estimate: the sum of its masks, clipped to [0, 1] for a binary-mask recipe) and
-    ``slots (B, 2, S, L)`` (each output's estimate)."""
+    (each video's estimate: the sum of its masks, clipped to [0, 1] for a binary-mask recipe;
+    with ``consistent``, divided by the two videos' sum so the estimates add up to the mixture)
+    and ``slots (B, 2, S, L)`` (each output's estimate)."""
     s = spectrograms(wav, recipe, cfg)
     b, _, length = wav.shape
     mixture = torch.arange(b).repeat_interleave(2)
@@ -136,6 +150,9 @@ def separate(
     video_mask = masks.sum(1)
     if recipe.target == "binary":
         video_mask = video_mask.clamp(0, 1)
+    if consistent:
+        pair = video_mask.view(b, 2, *video_mask.shape[1:])
+        video_mask = (pair / pair.sum(1, keepdim=True).clamp_min(1e-8)).flatten(0, 1)
     n_out = masks.shape[1]
     spec = s["spec"][mixture]
     video = apply_mask(spec, video_mask, cfg, length)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -24,11 +24,13 @@ import torch
 from tqdm import tqdm
 
 from pipeline import io
+from pipeline.distributed import rank_and_world
 from pipeline.errors import PipelineError
 from pipeline.graphs.store import GraphStore
 from pipeline.separation.audio_store import AudioStore
+from pipeline.separation.bss import Unscorable, bss_eval
 from pipeline.separation.data import MixtureDataset, collate, load_item, validation_pairs
-from pipeline.separation.model import PRESETS, build_separator, save_separator
+from pipeline.separation.model import PRESETS, SEPARATORS, build_separator, save_separator
 from pipeline.separation.spectrogram import SpecConfig
 from pipeline.separation.step import RECIPES, compute_losses, separate
 
@@ -41,7 +43,9 @@ class ModelParams:
     """``model``.
 
     Args:
-        name: the separator (registry name).
+        name: the separator (registry name): ``avsgs``, or a baseline (``coseparation``,
+            ``frame``, ``audio_only``; :mod:`pipeline.separation.baselines`), or ``sobb``
+            (:mod:`pipeline.separation.sobb`, with ``detect.backend: proposals``).
         preset: ``small`` (CPU-sized, the synthetic default), ``paper`` (supplement B's sizes) or
             ``tiny`` (tests and smoke runs).
         gat, edgeconv, gru, skip: ablation switches (paper Table 3): the graph attention layer,
@@ -49,7 +53,7 @@ class ModelParams:
             U-Net's skip connections.
     """
 
-    name: Literal["avsgs"]
+    name: Literal["avsgs", "coseparation", "frame", "audio_only", "sobb"]
     preset: Literal["small", "paper", "tiny"]
     gat: bool
     edgeconv: bool
@@ -114,14 +118,20 @@ class TrainParams:
 
 
 def model_config(
-    params: ModelParams, recipe_name: str, node_channels: int, n_classes: int, n_slots: int
+    params: ModelParams,
+    recipe_name: str,
+    node_channels: int,
+    n_classes: int,
+    n_slots: int,
+    crop_size: int = 0,
 ) -> dict:
-    """The separator's constructor arguments from the preset, the recipe and the ablations."""
+    """The separator's constructor arguments from the preset, the recipe and the ablations
+    (``crop_size``: node features are RGB crops of that side, from the proposals backend)."""
     recipe = RECIPES[recipe_name]
     config = {**PRESETS[params.preset]}
     if recipe_name == "reference" and params.preset == "paper":
         config["hidden"] = 256  # the released code: GAT 4 x 64 -> EdgeConv 256
-    return {
+    config = {
         "node_channels": node_channels,
         "n_classes": n_classes,
         "n_slots": n_slots,
@@ -133,14 +143,21 @@ def model_config(
         "edgeconv": params.edgeconv,
         "gru": params.gru,
         "skip": params.skip,
+        "crop_size": crop_size,
     }
+    if params.name not in SEPARATORS:
+        raise PipelineError(
+            f"model.name {params.name!r} is not a separator; known: {', '.join(sorted(SEPARATORS))}"
+        )
+    takes = inspect.signature(SEPARATORS[params.name]).parameters  # a baseline takes fewer
+    return {k: v for k, v in config.items() if k in takes}
 
 
-def _dist() -> tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (torch.distributed.get_rank() if world > 1 else 0), world
+def crop_size(attrs: dict) -> int:
+    """The side of the RGB crops a graph store's node features are (the proposals backend), or
+    0 for a detector's features."""
+    detect = (attrs.get("detections") or {}).get("params") or {}
+    return int(detect.get("crop", 0)) if detect.get("backend") == "proposals" else 0
 
 
 class StepBatches(torch.utils.data.Sampler):
@@ -159,24 +176,11 @@ class StepBatches(torch.utils.data.Sampler):
             yield list(range(first, first + self.local))
 
 
-def sdr_pairs(refs: np.ndarray, ests: np.ndarray) -> np.ndarray | None:
-    """mir_eval's SDR of each source ``(2,)`` for references and estimates ``(2, L)``; None when a
-    reference is silent (BSS eval is undefined there)."""
-    import mir_eval
-
-    if (np.abs(refs).max(1) == 0).any():
-        return None
-    try:
-        sdr, _, _, _ = mir_eval.separation.bss_eval_sources(refs, ests, compute_permutation=False)
-    except (ValueError, np.linalg.LinAlgError):
-        return None
-    return sdr
-
-
 @torch.no_grad()
 def validate(model, graphs, audio, pairs, recipe, cfg, batch_size, device) -> dict[str, Any]:
     """Mean SDR of the separated videos over the validation mixtures, and of the mixture itself."""
     model.eval()
+    permute = getattr(model, "permutation_invariant", False)
     sdr, sdr_mix, skipped = [], [], 0
     for i in range(0, len(pairs), batch_size):
         items = [load_item(graphs, audio, p, cfg.samples) for p in pairs[i : i + batch_size]]
@@ -184,9 +188,10 @@ def validate(model, graphs, audio, pairs, recipe, cfg, batch_size, device) -> di
         out = separate(model, batch["wav"].to(device), batch["graphs"].to(device), recipe, cfg)
         parts, video, mix = (out[k].double().cpu().numpy() for k in ("parts", "video", "mix"))
         for j in range(len(items)):
-            s = sdr_pairs(parts[j], video[j])
-            m = sdr_pairs(parts[j], np.stack([mix[j], mix[j]]))
-            if s is None or m is None:
+            try:
+                s = bss_eval(parts[j], video[j], permute=permute)["sdr"]
+                m = bss_eval(parts[j], np.stack([mix[j], mix[j]]))["sdr"]
+            except Unscorable:  # a silent or short reference: the pair is counted as skipped
                 skipped += 1
                 continue
             sdr.extend(s)
@@ -241,7 +246,7 @@ def train(
     torch.set_num_threads(params.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-    rank, world = _dist()
+    rank, world = rank_and_world()
     if params.batch_size % world:
         raise PipelineError(
             f"train.batch_size {params.batch_size} is not divisible by {world} processes"
@@ -269,6 +274,7 @@ def train(
         int(graphs.attrs["feature_dim"]),
         len(label_names) + 1,
         int(graphs.attrs["max_principal"]),
+        crop_size(graphs.attrs),
     )
     torch.manual_seed(seed)
     model = build_separator(model_params.name, config).to(device)
@@ -316,8 +322,10 @@ def train(
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not params.consistency,
         )
-    val_pairs = validation_pairs(
-        graphs, audio, splits["val"], params.val_mixtures, cfg.samples, seed
+    val_pairs = (  # only rank 0 validates
+        validation_pairs(graphs, audio, splits["val"], params.val_mixtures, cfg.samples, seed)
+        if rank == 0
+        else []
     )
     dataset = MixtureDataset(
         graphs, audio, splits["train"], cfg.samples, (seed, 0), params.steps * params.batch_size
@@ -334,7 +342,7 @@ def train(
     running: dict[str, list[float]] = {}
     model.train()
     bar = tqdm(total=end - start, desc="train", unit="step", mininterval=5, disable=rank > 0)
-    step = start
+    step = resumed_at = start
     steps_timed, t_loop = 0, time.perf_counter()
     for batch in loader:
         out = compute_losses(
@@ -421,8 +429,9 @@ def train(
         "parameters": sum(p.numel() for p in model.parameters()),
         "preset": model_params.preset,
         "recipe": params.recipe,
-        "minutes": round((time.perf_counter() - t0) / 60, 2),
+        "minutes": round((time.perf_counter() - t0) / 60, 2),  # this run's, from resumed_at_step
         "steps_per_second": round(steps_timed / seconds, 3) if steps_timed else None,
+        "resumed_at_step": resumed_at,
         "processes": world,
     }
 
@@ -455,8 +464,20 @@ def _save_state(path, key, model, optimizer, scheduler, step, history, best) -> 
 def _live(live_dir, history):
     """A DVCLive logger with the history replayed (a resumed run's curves start at step 0)."""
     from dvclive import Live
+    from scmrepo.exceptions import SCMError
 
-    live = Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+    class _Live(Live):
+        def _init_dvc(self):
+            # DVCLive 3 reads HEAD before it checks that the repository has a commit, so it
+            # raises in a fresh `git init`. Log the curves without experiment tracking there.
+            try:
+                super()._init_dvc()
+            except SCMError:
+                self._dvc_repo, self._save_dvc_exp = None, False
+                self._exp_name = self._exp_name or "workspace"
+                self._dvc_file = self._init_dvc_file()
+
+    live = _Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None)
     for row in history:
         _log_row(live, row)
     return live

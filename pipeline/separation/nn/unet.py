@@ -84,3 +84,28 @@ class ConditionedUNet(nn.Module):
             if self.skip and level >= 0:
                 h = torch.cat([h, maps[level].index_select(0, index)], 1)
         return h
+
+
+def masks_from_embeddings(
+    unet: ConditionedUNet,
+    classifier: nn.Module | None,
+    mix_mag: torch.Tensor,
+    y: torch.Tensor,
+    mixture: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """The separators' shared head: one mask of its mixture per embedding, and with a
+    ``classifier`` the class logits of each masked spectrogram.
+
+    Shapes: ``mix_mag (B, 1, F, T)``, embeddings ``y (G, S, d)``, ``mixture (G,)`` -> ``masks
+    (G, S, 1, F, T)`` in [0, 1], ``embeddings`` (``y``), ``class_logits (G, S, C)``."""
+    from pipeline.separation.spectrogram import log_mag
+
+    g, s, d = y.shape
+    maps = unet.encode(log_mag(mix_mag))
+    logits = unet.decode(maps, y.reshape(g * s, d), mixture.repeat_interleave(s))
+    masks = torch.sigmoid(logits).view(g, s, *logits.shape[1:])
+    out = {"masks": masks, "embeddings": y}
+    if classifier is not None:  # inside forward, so DistributedDataParallel sees its use
+        separated = log_mag(masks * mix_mag[mixture][:, None]).flatten(0, 1)
+        out["class_logits"] = classifier(separated).view(g, s, -1)
+    return out

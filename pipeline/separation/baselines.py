@@ -1,0 +1,195 @@
+"""The baselines AVSGS is compared with, trained and scored by the same stages (``model.name``).
+
+Every separator here shares AVSGS's conditioned U-Net (the same preset, so the comparison varies
+the conditioning alone) and its output contract: masks ``(G, S, 1, F, T)`` per video of each
+mixture, the embeddings that conditioned them, and optionally class logits. They differ in what
+conditions a mask:
+
+- :class:`CoSeparation` (Gao & Grauman, ICCV 2019): one mask per detected principal object,
+  conditioned on that object's box feature alone (no graph, no GRU), plus one for the background
+  node; the object-consistency classifier as in AVSGS.
+- :class:`FrameConditioned` (Sound of Pixels style, Zhao et al., ECCV 2018): one mask per video,
+  conditioned on one frame-level feature, the graph's background node. With
+  ``graphs.crop_min = graphs.crop_max = 1`` that node is the whole frame (docs/results.md).
+- :class:`AudioOnly`: no vision. Learned embeddings, one per position of a video in its mixture,
+  and permutation-invariant training: the co-separation loss takes the better of the two ways to
+  assign the outputs to the videos, and scoring takes the better assignment too.
+
+Each class says which of the losses it can use (``losses``); :func:`step.compute_losses` skips
+the others whatever the switches say.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from pipeline.separation.nn import AudioClassifier, ConditionedUNet
+from pipeline.separation.nn.unet import masks_from_embeddings
+
+ROLE_PRINCIPAL, ROLE_BACKGROUND = 0, 2
+
+
+def _mlp(cin: int, hidden: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(cin, hidden), nn.ReLU(), nn.Linear(hidden, cout))
+
+
+def background_features(graphs) -> torch.Tensor:
+    """Each graph's background-node feature ``(G, D)`` (every graph has exactly one)."""
+    keep = graphs.role == ROLE_BACKGROUND
+    n = int(graphs.num_graphs)
+    if int(keep.sum()) != n:
+        raise ValueError(f"expected one background node per graph, got {int(keep.sum())} for {n}")
+    out = graphs.x.new_zeros((n, graphs.x.shape[1]))
+    return out.index_copy(0, graphs.batch[keep], graphs.x[keep])
+
+
+def principal_features(graphs, n_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each graph's principal-node feature per slot ``(G, N, D)`` and which slots hold one
+    ``(G, N)`` bool."""
+    keep = graphs.role == ROLE_PRINCIPAL
+    n = int(graphs.num_graphs)
+    index = graphs.batch[keep] * n_slots + graphs.slot[keep]
+    feats = graphs.x.new_zeros((n * n_slots, graphs.x.shape[1])).index_copy(
+        0, index, graphs.x[keep]
+    )
+    present = torch.zeros(n * n_slots, dtype=torch.bool, device=graphs.x.device)
+    present[index] = True
+    return feats.view(n, n_slots, -1), present.view(n, n_slots)
+
+
+def position_in_mixture(mixture: torch.Tensor) -> torch.Tensor:
+    """Each video's position ``(G,)`` among the videos of its mixture (0 for the first), for
+    ``mixture`` grouped (the videos of a mixture adjacent, as every caller orders them)."""
+    _, counts = torch.unique_consecutive(mixture, return_counts=True)
+    first = torch.cumsum(counts, 0) - counts
+    return torch.arange(len(mixture), device=mixture.device) - first.repeat_interleave(counts)
+
+
+class _Conditioned(nn.Module):
+    """The shared half: the U-Net predicting one mask per embedding, and the classifier."""
+
+    losses: tuple[str, ...] = ("consistency", "coseparation", "orthogonality")
+    permutation_invariant = False
+
+    def __init__(self, n_classes, channels, ngf, levels, skip, classifier, width, pool, judge):
+        super().__init__()
+        self.unet = ConditionedUNet(ngf, levels, channels, skip)
+        self.classifier = AudioClassifier(n_classes, classifier, width, pool) if judge else None
+
+    def embed(self, graphs, mixture: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """``visual`` (everything that makes the embeddings), ``separator``, ``classifier``."""
+        separator = {id(p) for p in self.unet.parameters()}
+        judge = {id(p) for p in self.classifier.parameters()} if self.classifier else set()
+        rest = [p for p in self.parameters() if id(p) not in separator | judge]
+        return {
+            "visual": rest,
+            "separator": list(self.unet.parameters()),
+            "classifier": list(self.classifier.parameters()) if self.classifier else [],
+        }
+
+    def forward(
+        self, mix_mag: torch.Tensor, graphs, mixture: torch.Tensor, classify: bool = False
+    ) -> dict[str, torch.Tensor]:
+        y = self.embed(graphs, mixture)
+        judge = self.classifier if classify else None
+        return masks_from_embeddings(self.unet, judge, mix_mag, y, mixture)
+
+
+class CoSeparation(_Conditioned):
+    """Co-separation (Gao & Grauman, ICCV 2019) on our graphs: slot ``i``'s mask is conditioned on
+    its principal object's box feature through an MLP (an empty slot on a learned embedding), the
+    last on the background node's; no context nodes, no graph layers, no GRU.
+
+    Shapes: as :class:`~pipeline.separation.model.AVSGS` (``S = N + 1``)."""
+
+    name = "coseparation"
+
+    def __init__(
+        self,
+        node_channels: int,
+        n_classes: int,
+        n_slots: int,
+        hidden: int = 512,
+        channels: int = 512,
+        ngf: int = 64,
+        levels: int = 7,
+        classifier: Literal["resnet18", "small"] = "resnet18",
+        classifier_width: int = 16,
+        classifier_pool: int = 2,
+        skip: bool = True,
+    ):
+        args = (n_classes, channels, ngf, levels, skip, classifier, classifier_width)
+        super().__init__(*args, classifier_pool, True)
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__", "args")}
+        self.n_slots, self.n_outputs = n_slots, n_slots + 1
+        self.project = _mlp(node_channels, hidden, channels)
+        self.empty = nn.Parameter(torch.randn(channels) * 0.02)
+
+    def embed(self, graphs, mixture):
+        feats, present = principal_features(graphs, self.n_slots)
+        objects = torch.where(present[..., None], self.project(feats), self.empty)
+        background = self.project(background_features(graphs))[:, None]
+        return torch.cat([objects, background], 1)
+
+
+class FrameConditioned(_Conditioned):
+    """One mask per video conditioned on a frame-level feature (Sound of Pixels style): the graph's
+    background node through an MLP. Co-separation loss only (no per-object classes).
+
+    Shapes: masks ``(G, 1, 1, F, T)``."""
+
+    name = "frame"
+    losses = ("coseparation",)
+
+    def __init__(
+        self,
+        node_channels: int,
+        hidden: int = 512,
+        channels: int = 512,
+        ngf: int = 64,
+        levels: int = 7,
+        skip: bool = True,
+    ):
+        super().__init__(1, channels, ngf, levels, skip, "small", 1, 1, False)
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.n_outputs = 1
+        self.project = _mlp(node_channels, hidden, channels)
+
+    def embed(self, graphs, mixture):
+        return self.project(background_features(graphs))[:, None]
+
+
+class AudioOnly(_Conditioned):
+    """No vision: the video at position ``p`` of its mixture gets the learned embedding ``p``;
+    trained and scored permutation-invariantly (the assignment of outputs to videos is free).
+
+    Shapes: masks ``(G, 1, 1, F, T)``; mixtures of at most ``positions`` videos."""
+
+    name = "audio_only"
+    losses = ("coseparation",)
+    permutation_invariant = True
+
+    def __init__(
+        self,
+        channels: int = 512,
+        ngf: int = 64,
+        levels: int = 7,
+        skip: bool = True,
+        positions: int = 2,
+    ):
+        super().__init__(1, channels, ngf, levels, skip, "small", 1, 1, False)
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.n_outputs = 1
+        self.slots = nn.Parameter(torch.randn(positions, channels))
+
+    def embed(self, graphs, mixture):
+        position = position_in_mixture(mixture)
+        if int(position.max()) >= len(self.slots):
+            raise ValueError(f"audio_only: mixtures of at most {len(self.slots)} videos")
+        return self.slots[position][:, None]
