@@ -110,3 +110,32 @@ def test_dvc_repro_end_to_end(tmp_path):
         text=True,
     )
     assert "per_class" in shown.stdout
+    # Swapping the front end and the separator reruns what follows, as an experiment; the results
+    # table is written from `dvc exp show`.
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", *ident, "commit", "-qm", "default run"], cwd=repo, check=True)
+    swap = [f"{k}={v}" for k, v in SOBB.items()]
+    args = [a for kv in swap for a in ("-S", kv)]
+    subprocess.run([*dvc, "exp", "run", "-n", "sobb", *args], cwd=repo, env=env, check=True)
+    detect = json.loads((repo / "metrics/detect.json").read_text())
+    assert detect["feature_dim"] == 3 * params["detect"]["crop"] ** 2
+    trained = json.loads((repo / "metrics/train.json").read_text())
+    scored = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert trained["steps"] == 4 and scored["model"] == "sobb"
+    doc = tmp_path / "results.md"
+    doc.write_text("<!-- results:begin -->\n<!-- results:end -->\n")
+    subprocess.run(
+        [sys.executable, "-m", "pipeline.results", "--doc", str(doc)], cwd=repo, env=env, check=True
+    )
+    models = [ln.split(" | ")[1] for ln in doc.read_text().splitlines() if ln.startswith("| ")]
+    assert sorted(models[1:]) == ["avsgs", "sobb"]
+
+
+# docs/results.md lists this swap
+SOBB = {
+    "detect.backend": "proposals",
+    "class_map.name": "proposals",
+    "graphs.iou": 0.0,
+    "graphs.min_score": 0.0,
+    "model.name": "sobb",
+}

@@ -1,0 +1,151 @@
+"""The comparison table of ``docs/results.md``, written from ``dvc exp show --json``.
+
+Every committed run and every finished experiment derived from it that has ``metrics/evaluate.json``
+becomes one row: the separator (``model.name``), the visual front end (``detect.backend`` where
+the params have it), the preset and steps, the test SDR / SIR / SAR / SDRi, the training minutes
+and the parameter count. The rows replace whatever stands between the markers
+``<!-- results:begin -->`` and ``<!-- results:end -->`` in the document, so the prose around the
+table stays hand-written and the numbers never are.
+
+Usage (``docs/results.md`` lists the experiments to run first)::
+
+    uv run python -m pipeline.results                  # runs `dvc exp show --json`
+    uv run python -m pipeline.results --json show.json # or reads its saved output
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from pipeline import io
+from pipeline.errors import PipelineError
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+COLUMNS = [
+    ("run", "run"),
+    ("model", "model.name"),
+    ("front end", "detect.backend"),
+    ("preset", "model.preset"),
+    ("steps", "train.steps"),
+    ("SDR", "sdr"),
+    ("SIR", "sir"),
+    ("SAR", "sar"),
+    ("SDRi", "sdri"),
+    ("train min", "minutes"),
+    ("parameters", "parameters"),
+]
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _row(state: dict[str, Any], label: str) -> dict[str, Any] | None:
+    data = state.get("data") or {}
+    metrics = {f: (r or {}).get("data") or {} for f, r in (data.get("metrics") or {}).items()}
+    evaluate = metrics.get("metrics/evaluate.json")
+    if not evaluate:
+        return None
+    params = _flat(((data.get("params") or {}).get("params.yaml") or {}).get("data") or {})
+    train = metrics.get("metrics/train.json", {})
+    return {
+        "run": label,
+        "rev": data.get("rev", state.get("rev")),
+        **{k: params.get(k) for k in ("model.name", "detect.backend", "model.preset")},
+        "train.steps": params.get("train.steps"),
+        **{k: evaluate.get(k) for k in ("sdr", "sir", "sar", "sdri", "sdr_mixture")},
+        "oracle_irm_sdr": evaluate.get("oracle_irm_sdr"),
+        "n_pairs": evaluate.get("n_pairs"),
+        "minutes": train.get("minutes"),
+        "parameters": train.get("parameters"),
+    }
+
+
+def rows(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per commit and per successful experiment in ``dvc exp show --json`` output (the
+    workspace is left out: it is either the commit or an unfinished run)."""
+    out = []
+    for state in states:
+        if state.get("rev") != "workspace":
+            row = _row(state, state.get("name") or str(state.get("rev", ""))[:7])
+            if row:
+                out.append(row)
+        for exp in state.get("experiments") or []:
+            executor = exp.get("executor") or {}
+            if executor.get("state") not in (None, "success") or not exp.get("revs"):
+                continue  # queued, running or failed
+            tip = exp["revs"][0]
+            row = _row(tip, exp.get("name") or tip.get("name") or str(tip.get("rev"))[:7])
+            if row:
+                out.append(row)
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, int) and value >= 10_000:
+        return f"{value / 1e6:.2f} M"
+    return str(value)
+
+
+def table(rows_: list[dict[str, Any]]) -> str:
+    """A Markdown table, best SDRi first."""
+    ordered = sorted(rows_, key=lambda r: -(r["sdri"] if r["sdri"] is not None else -1e9))
+    lines = [
+        "| " + " | ".join(h for h, _ in COLUMNS) + " |",
+        "|" + "|".join("---" if k in ("run", "model.name") else "---:" for _, k in COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(_cell(r.get(k)) for _, k in COLUMNS) + " |" for r in ordered]
+    return "\n".join(lines)
+
+
+def update_doc(doc: str | Path, text: str) -> None:
+    """Replace the table between the markers of ``doc`` (atomically)."""
+    doc = Path(doc)
+    body = doc.read_text()
+    if BEGIN not in body or END not in body:
+        raise PipelineError(f"{doc}: no {BEGIN} ... {END} markers to put the table between")
+    head, rest = body.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with io.atomic_path(doc) as tmp:
+        Path(tmp).write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
+
+
+def exp_show() -> list[dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True
+    )
+    if done.returncode:
+        raise PipelineError(f"`dvc exp show --json` failed: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", help="saved `dvc exp show --json` output (default: run it)")
+    parser.add_argument("--doc", default="docs/results.md", help="the document to update")
+    args = parser.parse_args(argv)
+    states = json.loads(Path(args.json).read_text()) if args.json else exp_show()
+    found = rows(states)
+    if not found:
+        raise PipelineError("no run with metrics/evaluate.json in `dvc exp show`; run the stages")
+    update_doc(args.doc, table(found))
+    print(f"{args.doc}: {len(found)} runs")
+
+
+if __name__ == "__main__":
+    main()

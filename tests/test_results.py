@@ -1,0 +1,91 @@
+"""docs/results.md's table is written from real `dvc exp show --json` output (a toy DVC project
+with a committed run and two experiments)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pipeline import results
+from tests.conftest import REPO
+
+SCORE = """
+import json, sys, yaml
+p = yaml.safe_load(open("params.yaml"))
+sdr = {"avsgs": 6.5, "coseparation": 5.25, "audio_only": 1.0}[p["model"]["name"]]
+json.dump({"sdr": sdr, "sir": sdr + 3, "sar": 12.0, "sdri": sdr - 0.5, "n_pairs": 50},
+          open("metrics/evaluate.json", "w"))
+json.dump({"minutes": 3.5, "parameters": 849278}, open("metrics/train.json", "w"))
+"""
+
+
+def _run(args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ident = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    if args[0] == "git" and args[1] == "commit":
+        args = ["git", *ident, *args[1:]]
+    return subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exps")
+    dvc = [sys.executable, "-m", "dvc"]
+    (root / "metrics").mkdir()
+    (root / "score.py").write_text(SCORE)
+    (root / "params.yaml").write_text(
+        "model:\n  name: avsgs\n  preset: small\ntrain:\n  steps: 9\n"
+    )
+    (root / "dvc.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            stages:
+              score:
+                cmd: {sys.executable} score.py
+                deps: [score.py]
+                params: [model, train]
+                metrics:
+                  - metrics/evaluate.json: {{cache: false}}
+                  - metrics/train.json: {{cache: false}}
+            """
+        )
+    )
+    _run(["git", "init", "-q"], root)
+    _run([*dvc, "init", "-q"], root)
+    _run([*dvc, "repro", "-q"], root)
+    _run(["git", "add", "-A"], root)
+    _run(["git", "commit", "-qm", "baseline"], root)
+    for name in ("coseparation", "audio_only"):
+        _run([*dvc, "exp", "run", "-q", "-n", name, "-S", f"model.name={name}"], root)
+    return root
+
+
+def test_rows_come_from_the_commit_and_each_experiment(project):
+    states = json.loads(
+        _run([sys.executable, "-m", "dvc", "exp", "show", "--json"], project).stdout
+    )
+    found = {r["run"]: r for r in results.rows(states)}
+    assert len(found) == 3 and {"coseparation", "audio_only"} <= set(found)  # + the branch
+    assert found["coseparation"]["model.name"] == "coseparation"
+    assert found["coseparation"]["sdr"] == 5.25 and found["audio_only"]["sdri"] == 0.5
+    baseline = [r for r in found.values() if r["model.name"] == "avsgs"]
+    assert len(baseline) == 1 and baseline[0]["train.steps"] == 9
+
+
+def test_the_doc_table_is_replaced_between_the_markers(project):
+    doc = project / "results.md"
+    doc.write_text(f"# Results\n\nbefore\n{results.BEGIN}\nold table\n{results.END}\nafter\n")
+    _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc)], project)
+    text = doc.read_text()
+    assert text.startswith("# Results\n\nbefore\n") and text.endswith(f"{results.END}\nafter\n")
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert lines[0].startswith("| run | model |")
+    assert [ln.split(" | ")[1] for ln in lines[1:]] == ["avsgs", "coseparation", "audio_only"]
+    assert "| 6.50 | 9.50 | 12.00 | 6.00 | 3.50 | 0.85 M |" in lines[1]
+    doc.write_text("no markers\n")
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc)], project)
+    assert "markers" in err.value.stderr
