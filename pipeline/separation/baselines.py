@@ -69,15 +69,16 @@ def position_in_mixture(mixture: torch.Tensor) -> torch.Tensor:
 
 
 class _Conditioned(nn.Module):
-    """The shared half: the U-Net predicting one mask per embedding, and the classifier."""
+    """The shared half: the U-Net predicting one mask per embedding, and the classifier (None
+    unless a subclass that uses the consistency loss sets one)."""
 
     losses: tuple[str, ...] = ("consistency", "coseparation", "orthogonality")
     permutation_invariant = False
 
-    def __init__(self, n_classes, channels, ngf, levels, skip, classifier, width, pool, judge):
+    def __init__(self, channels: int, ngf: int, levels: int, skip: bool):
         super().__init__()
         self.unet = ConditionedUNet(ngf, levels, channels, skip)
-        self.classifier = AudioClassifier(n_classes, classifier, width, pool) if judge else None
+        self.classifier: AudioClassifier | None = None
 
     def embed(self, graphs, mixture: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -124,9 +125,9 @@ class CoSeparation(_Conditioned):
         classifier_pool: int = 2,
         skip: bool = True,
     ):
-        args = (n_classes, channels, ngf, levels, skip, classifier, classifier_width)
-        super().__init__(*args, classifier_pool, True)
-        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__", "args")}
+        super().__init__(channels, ngf, levels, skip)
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.classifier = AudioClassifier(n_classes, classifier, classifier_width, classifier_pool)
         self.n_slots, self.n_outputs = n_slots, n_slots + 1
         self.project = _mlp(node_channels, hidden, channels)
         self.empty = nn.Parameter(torch.randn(channels) * 0.02)
@@ -156,7 +157,7 @@ class FrameConditioned(_Conditioned):
         levels: int = 7,
         skip: bool = True,
     ):
-        super().__init__(1, channels, ngf, levels, skip, "small", 1, 1, False)
+        super().__init__(channels, ngf, levels, skip)
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.n_outputs = 1
         self.project = _mlp(node_channels, hidden, channels)
@@ -183,7 +184,7 @@ class AudioOnly(_Conditioned):
         skip: bool = True,
         positions: int = 2,
     ):
-        super().__init__(1, channels, ngf, levels, skip, "small", 1, 1, False)
+        super().__init__(channels, ngf, levels, skip)
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.n_outputs = 1
         self.slots = nn.Parameter(torch.randn(positions, channels))

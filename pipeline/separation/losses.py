@@ -63,8 +63,13 @@ def coseparation_ratio(
     """The released code's form: the target is the ratio mask ``|S_video| / |S_mix|`` clamped to
     [0, 5] (``ratio (G, 1, F, T)``), the L1 weighted by ``log1p(|S_mix|)`` clamped to [1e-3, 10]
     (``mix_mag (G, 1, F, T)``)."""
-    weight = torch.log1p(mix_mag).clamp(1e-3, 10)
-    return (weight * (masks.sum(1) - ratio).abs()).mean()
+    return (ratio_weight(mix_mag) * (masks.sum(1) - ratio).abs()).mean()
+
+
+def ratio_weight(mix_mag: torch.Tensor) -> torch.Tensor:
+    """The released code's weight of a bin in the ratio-mask L1: ``log1p(|S_mix|)`` clamped to
+    [1e-3, 10]."""
+    return torch.log1p(mix_mag).clamp(1e-3, 10)
 
 
 def coseparation_pit(
@@ -75,7 +80,7 @@ def coseparation_pit(
     ``target (G, 1, F, T)`` is the binary or (with ``mix_mag``, weighted as in
     :func:`coseparation_ratio`) ratio mask."""
     est = masks.sum(1)  # (G, 1, F, T)
-    weight = 1.0 if mix_mag is None else torch.log1p(mix_mag).clamp(1e-3, 10)
+    weight = 1.0 if mix_mag is None else ratio_weight(mix_mag)
     if len(est) % 2:
         raise ValueError(f"expected mixtures of two videos, got {len(est)} videos")
     swapped = target.view(-1, 2, *target.shape[1:]).flip(1).flatten(0, 1)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.separation.baselines import ROLE_BACKGROUND, _Conditioned
+from pipeline.separation.nn.unet import mask_logits
 
 
 def straight_through_gumbel(
@@ -77,7 +78,7 @@ class SoundOfBoundingBoxes(_Conditioned):
         crop_size: int = 0,
         tau: float = 1.0,
     ):
-        super().__init__(1, channels, ngf, levels, skip, "small", 1, 1, False)
+        super().__init__(channels, ngf, levels, skip)
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         if 0 < crop_size < 4:
             raise ValueError(f"crop_size must be 0 (features) or >= 4 (pixels), got {crop_size}")
@@ -132,11 +133,6 @@ class SoundOfBoundingBoxes(_Conditioned):
         return self.select(graphs)[0]
 
     def forward(self, mix_mag, graphs, mixture, classify: bool = False):
-        from pipeline.separation.spectrogram import log_mag
-
         y, _, present = self.select(graphs)
-        g, s, d = y.shape
-        maps = self.unet.encode(log_mag(mix_mag))
-        logits = self.unet.decode(maps, y.reshape(g * s, d), mixture.repeat_interleave(s))
-        logits = logits.view(g, s, *logits.shape[1:])
+        logits = mask_logits(self.unet, mix_mag, y, mixture)
         return {"masks": mixture_softmax(logits, present, mixture), "embeddings": y}

@@ -100,12 +100,22 @@ def masks_from_embeddings(
     (G, S, 1, F, T)`` in [0, 1], ``embeddings`` (``y``), ``class_logits (G, S, C)``."""
     from pipeline.separation.spectrogram import log_mag
 
-    g, s, d = y.shape
-    maps = unet.encode(log_mag(mix_mag))
-    logits = unet.decode(maps, y.reshape(g * s, d), mixture.repeat_interleave(s))
-    masks = torch.sigmoid(logits).view(g, s, *logits.shape[1:])
+    masks = torch.sigmoid(mask_logits(unet, mix_mag, y, mixture))
     out = {"masks": masks, "embeddings": y}
     if classifier is not None:  # inside forward, so DistributedDataParallel sees its use
         separated = log_mag(masks * mix_mag[mixture][:, None]).flatten(0, 1)
-        out["class_logits"] = classifier(separated).view(g, s, -1)
+        out["class_logits"] = classifier(separated).view(*y.shape[:2], -1)
     return out
+
+
+def mask_logits(
+    unet: ConditionedUNet, mix_mag: torch.Tensor, y: torch.Tensor, mixture: torch.Tensor
+) -> torch.Tensor:
+    """Mask logits ``(G, S, 1, F, T)``: the mixture encoded once, decoded once per embedding of
+    ``y (G, S, d)`` (video ``g`` in mixture ``mixture[g]``)."""
+    from pipeline.separation.spectrogram import log_mag
+
+    g, s, d = y.shape
+    maps = unet.encode(log_mag(mix_mag))
+    logits = unet.decode(maps, y.reshape(g * s, d), mixture.repeat_interleave(s))
+    return logits.view(g, s, *logits.shape[1:])
