@@ -134,12 +134,23 @@ def exp_show() -> list[dict[str, Any]]:
     return json.loads(done.stdout)
 
 
+def _read_json(path: str) -> list[dict[str, Any]]:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as err:
+        raise PipelineError(f"{path}: cannot read it ({err.strerror})") from err
+    except json.JSONDecodeError as err:
+        raise PipelineError(
+            f"{path}: not JSON ({err}); save it with `dvc exp show --json > {path}`"
+        ) from err
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="saved `dvc exp show --json` output (default: run it)")
     parser.add_argument("--doc", default="docs/results.md", help="the document to update")
     args = parser.parse_args(argv)
-    states = json.loads(Path(args.json).read_text()) if args.json else exp_show()
+    states = _read_json(args.json) if args.json else exp_show()
     found = rows(states)
     if not found:
         raise PipelineError("no run with metrics/evaluate.json in `dvc exp show`; run the stages")
@@ -148,4 +159,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PipelineError as err:
+        sys.exit(f"results: {err}")

@@ -89,3 +89,19 @@ def test_the_doc_table_is_replaced_between_the_markers(project):
     with pytest.raises(subprocess.CalledProcessError) as err:
         _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc)], project)
     assert "markers" in err.value.stderr
+
+
+def test_a_missing_or_corrupt_saved_output_is_named(tmp_path):
+    doc = tmp_path / "results.md"
+    doc.write_text(f"{results.BEGIN}\n{results.END}\n")
+    bad = tmp_path / "show.json"
+    bad.write_text("{not json")
+    for path, says in ((tmp_path / "missing.json", "cannot read it"), (bad, "not JSON")):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.results", "--json", str(path), "--doc", str(doc)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 1 and f"{path}: {says}" in done.stderr
+        assert "Traceback" not in done.stderr
