@@ -153,8 +153,10 @@ def save_checkpoint(
         "state_dict": model.state_dict(),
         "made_by": made_by,
     }
-    with io.atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # To an open file: given a path, torch.save names the zip records after the (random, temporary)
+    # file name, so equal weights would get different bytes and DVC would rerun what follows.
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load_checkpoint(path: str | Path) -> tuple[FasterRCNN, dict[str, Any]]:

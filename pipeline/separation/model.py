@@ -162,8 +162,10 @@ def save_separator(path: str | Path, model: nn.Module, extra: dict[str, Any]) ->
         "state_dict": model.state_dict(),
         **extra,
     }
-    with io.atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # To an open file: given a path, torch.save names the zip records after the (random, temporary)
+    # file name, so equal weights would get different bytes and DVC would rerun what follows.
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def load_separator(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:

@@ -457,8 +457,10 @@ def _save_state(path, key, model, optimizer, scheduler, step, history, best) -> 
         "history": history,
         "best": best,
     }
-    with io.atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # To an open file: given a path, torch.save names the zip records after the (random, temporary)
+    # file name, so equal weights would get different bytes and DVC would rerun what follows.
+    with io.atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def _live(live_dir, history):

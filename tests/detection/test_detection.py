@@ -12,7 +12,7 @@ import torch
 from pipeline import media
 from pipeline.detection.backends import CocoParams, DetectorError, FileParams, make_coco, make_file
 from pipeline.detection.infer import box_features, detect_with_features
-from pipeline.detection.model import CheckpointError, load_checkpoint
+from pipeline.detection.model import CheckpointError, load_checkpoint, save_checkpoint
 from pipeline.detection.run import DetectParams, detect_all
 from pipeline.detection.store import DetectionStore, StoreError
 from pipeline.detection.train import FrameSet, average_precision, to_tensor
@@ -33,6 +33,11 @@ def test_checkpoint_round_trip_and_refusals(tiny_clips, tmp_path):
     torch.save({"kind": "detector", "schema_version": 99}, bad)
     with pytest.raises(CheckpointError, match="schema 99, this code reads 1"):
         load_checkpoint(bad)
+    # The same weights saved again under another name: the same bytes (DVC compares md5s).
+    arch = meta["architecture"]
+    save_checkpoint(tmp_path / "a.pt", ref, arch, meta["class_names"], {"kind": "test"})
+    save_checkpoint(tmp_path / "other.pt", ref, arch, meta["class_names"], {"kind": "test"})
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "other.pt").read_bytes()
 
 
 def test_features_are_those_of_the_final_boxes(tiny_clips):
