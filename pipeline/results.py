@@ -11,6 +11,7 @@ Usage (``docs/results.md`` lists the experiments to run first)::
 
     uv run python -m pipeline.results                  # runs `dvc exp show --json`
     uv run python -m pipeline.results --json show.json # or reads its saved output
+    uv run python -m pipeline.results --commits 5      # and the experiments of 4 older commits
 """
 
 from __future__ import annotations
@@ -73,11 +74,14 @@ def _row(state: dict[str, Any], label: str) -> dict[str, Any] | None:
 
 
 def rows(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per commit and per successful experiment in ``dvc exp show --json`` output (the
-    workspace is left out: it is either the commit or an unfinished run)."""
+    """One row for the newest commit and one per successful experiment in ``dvc exp show --json``
+    output. The workspace is left out: it is either the commit or an unfinished run. An experiment
+    whose baseline is an older commit (``--commits``) is labelled with that commit, because its
+    code is that commit's."""
     out = []
-    for state in states:
-        if state.get("rev") != "workspace":
+    commits = [s for s in states if s.get("rev") != "workspace"]
+    for i, state in enumerate(commits):
+        if i == 0:
             row = _row(state, state.get("name") or str(state.get("rev", ""))[:7])
             if row:
                 out.append(row)
@@ -86,7 +90,10 @@ def rows(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if executor.get("state") not in (None, "success") or not exp.get("revs"):
                 continue  # queued, running or failed
             tip = exp["revs"][0]
-            row = _row(tip, exp.get("name") or tip.get("name") or str(tip.get("rev"))[:7])
+            label = exp.get("name") or tip.get("name") or str(tip.get("rev"))[:7]
+            if i > 0:
+                label = f"{label} (at {str(state.get('rev', ''))[:7]})"
+            row = _row(tip, label)
             if row:
                 out.append(row)
     return out
@@ -125,9 +132,12 @@ def update_doc(doc: str | Path, text: str) -> None:
         Path(tmp).write_text(f"{head}{BEGIN}\n{text}\n{END}{tail}")
 
 
-def exp_show() -> list[dict[str, Any]]:
+def exp_show(commits: int = 1) -> list[dict[str, Any]]:
+    """``dvc exp show --json`` for the experiments of the last ``commits`` commits."""
     done = subprocess.run(
-        [sys.executable, "-m", "dvc", "exp", "show", "--json"], capture_output=True, text=True
+        [sys.executable, "-m", "dvc", "exp", "show", "--json", "-n", str(commits)],
+        capture_output=True,
+        text=True,
     )
     if done.returncode:
         raise PipelineError(f"`dvc exp show --json` failed: {done.stderr.strip()}")
@@ -149,8 +159,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="saved `dvc exp show --json` output (default: run it)")
     parser.add_argument("--doc", default="docs/results.md", help="the document to update")
+    parser.add_argument(
+        "--commits",
+        type=int,
+        default=1,
+        help="also list the experiments run from this many commits back (first parents); "
+        "only the newest commit gets a row of its own",
+    )
     args = parser.parse_args(argv)
-    states = _read_json(args.json) if args.json else exp_show()
+    if args.commits < 1:
+        parser.error("--commits must be at least 1")
+    states = _read_json(args.json) if args.json else exp_show(args.commits)
     found = rows(states)
     if not found:
         raise PipelineError("no run with metrics/evaluate.json in `dvc exp show`; run the stages")

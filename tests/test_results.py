@@ -3,6 +3,7 @@ with a committed run and two experiments)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -89,6 +90,22 @@ def test_the_doc_table_is_replaced_between_the_markers(project):
     with pytest.raises(subprocess.CalledProcessError) as err:
         _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc)], project)
     assert "markers" in err.value.stderr
+
+
+def test_experiments_of_an_older_commit_are_labelled_with_it(project, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)  # with its refs/exps
+    old = _run(["git", "rev-parse", "--short=7", "HEAD"], copy).stdout.strip()
+    (copy / "NOTES").write_text("a later commit, with no experiments of its own\n")
+    _run(["git", "add", "NOTES"], copy)
+    _run(["git", "commit", "-qm", "later"], copy)
+    doc = copy / "results.md"
+    doc.write_text(f"{results.BEGIN}\n{results.END}\n")
+    _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc)], copy)
+    assert [ln.split(" | ")[1] for ln in doc.read_text().splitlines()[3:-1]] == ["avsgs"]
+    _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc), "--commits", "2"], copy)
+    runs = [ln.split(" | ")[0][2:] for ln in doc.read_text().splitlines()[3:-1]]
+    assert len(runs) == 3 and runs[1:] == [f"coseparation (at {old})", f"audio_only (at {old})"]
 
 
 def test_a_missing_or_corrupt_saved_output_is_named(tmp_path):
