@@ -22,7 +22,7 @@ from pipeline.graphs.store import GraphStore
 from pipeline.separation.audio_store import AudioStore
 from pipeline.separation.bss import Unscorable, bss_eval, oracle_estimates
 from pipeline.separation.model import load_separator
-from pipeline.separation.spectrogram import SpecConfig
+from pipeline.separation.spectrogram import SpecConfig, istft, stft, to_linear_freq, to_log_freq
 from pipeline.separation.step import RECIPES
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,20 @@ def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
     )
 
 
+def log_grid_oracle(refs: np.ndarray, cfg: SpecConfig) -> dict[str, np.ndarray]:
+    """The ideal binary and ratio masks as the separator can express them: computed on the
+    ``log_bins``-row log-frequency grid that its masks live on, then resampled back to the linear
+    STFT (the mixture's phase). ``ibm`` and ``irm`` ``(n_src, samples)``."""
+    spec = stft(torch.from_numpy(refs).double(), cfg)  # (n_src, F, T)
+    mag = to_log_freq(spec.abs()[:, None], cfg)  # (n_src, 1, log_bins, T)
+    masks = {
+        "ibm": (mag == mag.max(0, keepdim=True).values).double(),
+        "irm": mag / mag.sum(0, keepdim=True).clamp_min(1e-12),
+    }
+    mix, n = spec.sum(0, keepdim=True), refs.shape[1]
+    return {k: istft(mix * to_linear_freq(m, cfg)[:, 0], cfg, n).numpy() for k, m in masks.items()}
+
+
 def _mean(values: list[float]) -> float | None:
     return round(float(np.mean(values)), 3) if values else None
 
@@ -100,7 +114,9 @@ def evaluate_all(
             f"no two test clips without a class in common among {len(test)} test clips"
         )
     rows, examples = [], []
-    scored: dict[str, list[float]] = {k: [] for k in ("sdr", "sir", "sar", "mix", "ibm", "irm")}
+    scored: dict[str, list[float]] = {
+        k: [] for k in ("sdr", "sir", "sar", "mix", "ibm", "irm", "ibm_log", "irm_log")
+    }
     per_class: dict[str, dict[str, list[float]]] = {}
     for pair in tqdm(pairs, desc="evaluate", unit="pair", mininterval=5):
         a, b = pair["clip_ids"]
@@ -134,6 +150,11 @@ def evaluate_all(
             oracle = oracle_estimates(out["parts"], cfg)
             ibm = bss_eval(out["parts"], oracle["ibm"])
             irm = bss_eval(out["parts"], oracle["irm"])
+            grid = log_grid_oracle(out["parts"], cfg)
+            ibm_log, irm_log = (
+                bss_eval(out["parts"], grid["ibm"]),
+                bss_eval(out["parts"], grid["irm"]),
+            )
         except Unscorable as err:
             rows.append({**row, "status": "skipped", "reason": str(err)})
             log.warning("evaluate: pair %d (%s, %s) skipped: %s", pair["pair"], a, b, err)
@@ -149,6 +170,8 @@ def evaluate_all(
             scored["mix"].append(float(mix["sdr"][i]))
             scored["ibm"].append(float(ibm["sdr"][i]))
             scored["irm"].append(float(irm["sdr"][i]))
+            scored["ibm_log"].append(float(ibm_log["sdr"][i]))
+            scored["irm_log"].append(float(irm_log["sdr"][i]))
             for cls in pair["labels"][i]:
                 c = per_class.setdefault(cls, {"sdr": [], "sdri": []})
                 c["sdr"].append(float(est["sdr"][i]))
@@ -168,6 +191,8 @@ def evaluate_all(
         "sdri": round(float(np.mean(sdr - mixture)), 3),
         "oracle_ibm_sdr": _mean(scored["ibm"]),
         "oracle_irm_sdr": _mean(scored["irm"]),
+        "oracle_ibm_sdr_log_grid": _mean(scored["ibm_log"]),
+        "oracle_irm_sdr_log_grid": _mean(scored["irm_log"]),
         "n_pairs": len(scored["sdr"]) // 2,
         "skipped": len(pairs) - len(scored["sdr"]) // 2,
         "per_class": {

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.evaluation.pairs import test_pairs as draw_pairs
-from pipeline.evaluation.run import EvaluateParams, evaluate_all, write_outputs
+from pipeline.evaluation.run import EvaluateParams, evaluate_all, log_grid_oracle, write_outputs
 from pipeline.evaluation.separate import fade, overlap_add, window_starts
 from pipeline.separation.bss import Unscorable, bss_eval, oracle_estimates
 from pipeline.separation.spectrogram import SpecConfig
@@ -46,6 +46,19 @@ def test_perfect_mixture_swapped_and_oracle_scores():
     # far-apart tones barely overlap in time-frequency: the ideal masks nearly reach the signals
     assert (ibm["sdr"] > 15).all() and (irm["sdr"] > 15).all()
     assert (ibm["sdr"] > mixture["sdr"] + 10).all() and (perfect["sdr"] > ibm["sdr"]).all()
+
+
+def test_log_grid_ceiling_loses_what_the_grid_cannot_resolve():
+    # far-apart tones: the log-frequency grid resolves them too
+    refs = tones()
+    grid = log_grid_oracle(refs, SpecConfig())
+    assert (bss_eval(refs, grid["ibm"])["sdr"] > 15).all()
+    # 5,000 and 5,080 Hz: 7 linear bins apart, less than one row (11 bins there) of the log grid
+    t = np.arange(RATE * 2) / RATE
+    close = np.stack([np.sin(2 * np.pi * 5000 * t), 0.8 * np.sin(2 * np.pi * 5080 * t + 1)])
+    linear = bss_eval(close, oracle_estimates(close, SpecConfig())["ibm"])["sdr"]
+    logged = bss_eval(close, log_grid_oracle(close, SpecConfig())["ibm"])["sdr"]
+    assert (linear > 25).all() and (logged < linear - 10).all()
 
 
 def test_unscorable_references():
@@ -103,11 +116,14 @@ def test_evaluate_end_to_end(trained, tmp_path):
         "sdri",
         "oracle_ibm_sdr",
         "oracle_irm_sdr",
+        "oracle_ibm_sdr_log_grid",
+        "oracle_irm_sdr_log_grid",
         "n_pairs",
         "per_class",
         "sdr_within_clip",
     }
     assert m["oracle_ibm_sdr"] > m["sdr_mixture"] and m["oracle_irm_sdr"] > m["sdr_mixture"]
+    assert m["oracle_ibm_sdr"] >= m["oracle_ibm_sdr_log_grid"] > m["sdr_mixture"]
     # test clips 8..13; pairs with the silent clip13 are recorded and skipped
     silent = [r for r in result["rows"] if "clip13" in (r["clip_a"], r["clip_b"])]
     assert silent and all(r["status"] == "skipped" and "silent" in r["reason"] for r in silent)
