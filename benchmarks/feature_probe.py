@@ -23,12 +23,14 @@ import sys
 import numpy as np
 import torch
 
+from pipeline.errors import PipelineError
+from pipeline.graphs.build import ROLES
 from pipeline.graphs.store import GraphStore
 
 
 def examples(store: GraphStore, role: str) -> tuple[np.ndarray, list[list[int]], np.ndarray]:
     """Features, target classes and split of each example (see the module docstring)."""
-    want = {"principal": 0, "background": 2}[role]
+    want = ROLES.index(role)  # the role code the graphs stage writes
     feats, targets, splits = [], [], []
     for clip, split in zip(store.clip_ids, store.splits, strict=True):
         g = store.read(clip)
@@ -84,4 +86,7 @@ def main(paths: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except PipelineError as err:  # a missing or foreign store: one line naming it
+        sys.exit(f"feature_probe: {err}")
