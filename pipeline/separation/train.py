@@ -72,7 +72,8 @@ class TrainParams:
         lr_visual, lr_separator, lr_classifier: Adam learning rates of the three parameter groups
             (graph encoder + GRU, U-Net, classifier).
         weight_decay: Adam weight decay (1e-4 in the paper).
-        lr_step, lr_gamma: the rates are multiplied by ``lr_gamma`` every ``lr_step`` steps.
+        lr_step, lr_gamma: with ``schedule: step``, the rates are multiplied by ``lr_gamma``
+            every ``lr_step`` steps.
         consistency, coseparation, orthogonality: loss switches (ablations).
         log_every: steps between logged (averaged) losses.
         val_every: steps between validations; the best validation SDR picks the model.
@@ -80,6 +81,12 @@ class TrainParams:
         checkpoint_every: steps between state-file writes.
         workers: data-loader processes per training process (0: load in the main process).
         threads: torch CPU threads per process (pinned: the weights depend on it).
+        window: samples per training window (65,535, about 6 s at 11,025 Hz, in the paper); its
+            STFT frames (``window // 256 + 1``) must be a multiple of ``2 ** levels`` of the
+            U-Net (128): 32,767 or 65,535. The model keeps it; evaluation separates in windows of
+            the same length.
+        schedule: ``step`` (the paper's: ``lr_step``, ``lr_gamma``) or ``cosine`` (the rates
+            fall along a half cosine from their value to 0 at ``steps``).
     """
 
     recipe: Literal["paper", "reference"]
@@ -100,6 +107,8 @@ class TrainParams:
     checkpoint_every: int
     workers: int
     threads: int
+    window: int = 65535
+    schedule: Literal["step", "cosine"] = "step"
 
     def __post_init__(self) -> None:
         for key in (
@@ -110,6 +119,7 @@ class TrainParams:
             "val_every",
             "checkpoint_every",
             "threads",
+            "window",
         ):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1")
@@ -208,7 +218,9 @@ def validate(model, graphs, audio, pairs, recipe, cfg, batch_size, device) -> di
 
 
 def _state_key(config: dict, params: TrainParams, seed: int, data_sha: list[str]) -> str:
-    volatile = {"steps", "workers", "checkpoint_every", "log_every"}  # do not change the weights
+    volatile = {"workers", "checkpoint_every", "log_every"}  # do not change the weights
+    if params.schedule == "step":  # nor does the step count, unless the schedule spans it
+        volatile.add("steps")
     kept = {k: v for k, v in dataclasses.asdict(params).items() if k not in volatile}
     blob = json.dumps(
         {"config": config, "train": kept, "seed": seed, "data": data_sha}, sort_keys=True
@@ -259,7 +271,7 @@ def train(
         raise PipelineError(
             f"{audio_path} is at {audio.sample_rate} Hz, base.sample_rate is {sample_rate}"
         )
-    cfg = SpecConfig(sample_rate=sample_rate)
+    cfg = SpecConfig(sample_rate=sample_rate, samples=params.window)
     recipe = RECIPES[params.recipe]
     splits = {s: [c for c in graphs.ids(s) if c in audio] for s in ("train", "val")}
     if len(splits["train"]) < 2 or len(splits["val"]) < 2:
@@ -278,6 +290,13 @@ def train(
     )
     torch.manual_seed(seed)
     model = build_separator(model_params.name, config).to(device)
+    multiple = 2**model.unet.levels
+    if cfg.frames % multiple:
+        raise PipelineError(
+            f"train.window {params.window} gives {cfg.frames} STFT frames, which the U-Net needs "
+            f"to be a multiple of {multiple}: use {multiple * cfg.hop - 1} x 2^k samples "
+            f"(e.g. 32767 or 65535)"
+        )
     groups = model.param_groups()
     lrs = {
         "visual": params.lr_visual,
@@ -289,7 +308,11 @@ def train(
         betas=(0.9, 0.999),
         weight_decay=params.weight_decay,
     )
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, params.lr_step, params.lr_gamma)
+    scheduler = (
+        torch.optim.lr_scheduler.StepLR(optimizer, params.lr_step, params.lr_gamma)
+        if params.schedule == "step"
+        else torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, params.steps)
+    )
     key = _state_key(
         config, params, seed, [io.sha256_file(graphs_path), io.sha256_file(audio_path)]
     )
