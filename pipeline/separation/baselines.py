@@ -10,7 +10,10 @@ conditions a mask:
   node; the object-consistency classifier as in AVSGS.
 - :class:`FrameConditioned` (Sound of Pixels style, Zhao et al., ECCV 2018): one mask per video,
   conditioned on one frame-level feature, the graph's background node. With
-  ``graphs.crop_min = graphs.crop_max = 1`` that node is the whole frame (docs/results.md).
+  ``graphs.crop_min = graphs.crop_max = 1`` that node is the whole frame. On the proposals
+  backend the node is the frame's pixels and a small CNN learns from them, as Sound of Pixels'
+  frame network does (a frozen detector's feature of the whole frame names no object:
+  docs/baselines.md).
 - :class:`AudioOnly`: no vision. Learned embeddings, one per position of a video in its mixture,
   and permutation-invariant training: the co-separation loss takes the better of the two ways to
   assign the outputs to the videos, and scoring takes the better assignment too.
@@ -34,6 +37,38 @@ ROLE_PRINCIPAL, ROLE_BACKGROUND = 0, 2
 
 def _mlp(cin: int, hidden: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(cin, hidden), nn.ReLU(), nn.Linear(hidden, cout))
+
+
+class BoxEncoder(nn.Module):
+    """A node's feature ``(n, D)`` -> an embedding ``(n, channels)``: an MLP on a detector's box
+    feature, or with ``crop_size`` a small CNN learned on the box's RGB crop (the proposals
+    backend stores each box as its ``3 x crop_size x crop_size`` pixels)."""
+
+    def __init__(self, node_channels: int, hidden: int, channels: int, crop_size: int = 0):
+        super().__init__()
+        if 0 < crop_size < 4:
+            raise ValueError(f"crop_size must be 0 (features) or >= 4 (pixels), got {crop_size}")
+        if crop_size and node_channels != 3 * crop_size**2:
+            raise ValueError(
+                f"crop_size {crop_size} needs node features of 3 x {crop_size}^2, got "
+                f"{node_channels}"
+            )
+        self.crop_size = crop_size
+        if crop_size:
+            w = max(8, hidden // 4)
+            self.net = nn.Sequential(
+                nn.Conv2d(3, w, 3, 1, 1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(w, 2 * w, 3, 1, 1), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(2 * w, hidden, 3, 1, 1), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
+                nn.Flatten(), nn.Linear(hidden, channels),
+            )  # fmt: skip
+        else:
+            self.net = _mlp(node_channels, hidden, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.crop_size:
+            x = x.view(len(x), 3, self.crop_size, self.crop_size)
+        return self.net(x)
 
 
 def background_features(graphs) -> torch.Tensor:
@@ -141,7 +176,9 @@ class CoSeparation(_Conditioned):
 
 class FrameConditioned(_Conditioned):
     """One mask per video conditioned on a frame-level feature (Sound of Pixels style): the graph's
-    background node through an MLP. Co-separation loss only (no per-object classes).
+    background node through an MLP, or with ``crop_size`` (the proposals backend's RGB crops)
+    through a CNN learned on its pixels (:class:`BoxEncoder`). Co-separation loss only (no
+    per-object classes).
 
     Shapes: masks ``(G, 1, 1, F, T)``."""
 
@@ -156,11 +193,12 @@ class FrameConditioned(_Conditioned):
         ngf: int = 64,
         levels: int = 7,
         skip: bool = True,
+        crop_size: int = 0,
     ):
         super().__init__(channels, ngf, levels, skip)
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.n_outputs = 1
-        self.project = _mlp(node_channels, hidden, channels)
+        self.project = BoxEncoder(node_channels, hidden, channels, crop_size)
 
     def embed(self, graphs, mixture):
         return self.project(background_features(graphs))[:, None]

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.separation.baselines import ROLE_BACKGROUND, _Conditioned
+from pipeline.separation.baselines import ROLE_BACKGROUND, BoxEncoder, _Conditioned
 from pipeline.separation.nn.unet import mask_logits
 
 
@@ -80,32 +80,9 @@ class SoundOfBoundingBoxes(_Conditioned):
     ):
         super().__init__(channels, ngf, levels, skip)
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        if 0 < crop_size < 4:
-            raise ValueError(f"crop_size must be 0 (features) or >= 4 (pixels), got {crop_size}")
-        if crop_size and node_channels != 3 * crop_size**2:
-            raise ValueError(
-                f"crop_size {crop_size} needs node features of 3 x {crop_size}^2, got "
-                f"{node_channels}"
-            )
         self.n_slots, self.n_outputs, self.crop_size, self.tau = n_slots, n_slots, crop_size, tau
-        if crop_size:
-            w = max(8, hidden // 4)
-            self.encoder = nn.Sequential(
-                nn.Conv2d(3, w, 3, 1, 1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(w, 2 * w, 3, 1, 1), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(2 * w, hidden, 3, 1, 1), nn.ReLU(), nn.AdaptiveMaxPool2d(1),
-                nn.Flatten(), nn.Linear(hidden, channels),
-            )  # fmt: skip
-        else:
-            self.encoder = nn.Sequential(
-                nn.Linear(node_channels, hidden), nn.ReLU(), nn.Linear(hidden, channels)
-            )
+        self.encoder = BoxEncoder(node_channels, hidden, channels, crop_size)
         self.selector = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-
-    def encode_boxes(self, x: torch.Tensor) -> torch.Tensor:
-        if self.crop_size:
-            x = x.view(len(x), 3, self.crop_size, self.crop_size)
-        return self.encoder(x)
 
     def select(self, graphs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Embeddings ``(G, N, d)``, the one-hot picks ``(G, N, K)`` over each graph's
@@ -114,7 +91,7 @@ class SoundOfBoundingBoxes(_Conditioned):
 
         cand = graphs.role != ROLE_BACKGROUND
         feats, valid = to_dense_batch(
-            self.encode_boxes(graphs.x[cand]), graphs.batch[cand], batch_size=graphs.num_graphs
+            self.encoder(graphs.x[cand]), graphs.batch[cand], batch_size=graphs.num_graphs
         )  # (G, K, d), (G, K)
         scores = self.selector(feats).squeeze(-1)  # (G, K)
         present = graphs.y[:, : self.n_slots] >= 0  # (G, N)

@@ -19,7 +19,7 @@ from pipeline.separation.baselines import (
     principal_features,
 )
 from pipeline.separation.bss import bss_eval
-from pipeline.separation.model import SEPARATORS, load_separator
+from pipeline.separation.model import SEPARATORS, build_separator, load_separator
 from pipeline.separation.sobb import SoundOfBoundingBoxes, mixture_softmax
 from pipeline.separation.train import ModelParams, model_config, train
 from tests.separation.conftest import make_stores
@@ -101,6 +101,31 @@ def test_what_conditions_each_mask():
     torch.testing.assert_close(y[:, 0], audio.slots.detach()[[0, 1, 0, 1]] + 0 * y[:, 0])
     with pytest.raises(ValueError, match="at most 2 videos"):
         audio.embed(None, torch.tensor([0, 0, 0]))
+
+
+def test_frame_on_pixels_learns_from_the_background_nodes_crop_alone():
+    g = graphs(dim=3 * 4 * 4)  # the proposals backend: each node is a 3 x 4 x 4 RGB crop
+    config = model_config(
+        ModelParams("frame", "tiny", True, True, True, True), "reference", 48, 4, 2, 4
+    )
+    assert config["crop_size"] == 4
+    torch.manual_seed(0)
+    frame = build_separator("frame", config)
+    out = frame(torch.rand(2, 1, 128, 128), g, torch.tensor([0, 0, 1]))
+    assert out["masks"].shape == (3, 1, 1, 128, 128) and out["embeddings"].shape == (3, 1, 8)
+    frame.eval()
+    y = frame.embed(g, None)
+    torch.testing.assert_close(y[:, 0], frame.project.net(g.x[[3, 5, 9]].view(3, 3, 4, 4)))
+    other = g.clone()
+    other.x = other.x.clone()
+    other.x[[0, 1, 2]] += 1.0  # objects and context of graph 0: no effect
+    torch.testing.assert_close(frame.embed(other, None), y)
+    other.x[3] += 1.0  # its background crop: a different embedding
+    assert not torch.allclose(frame.embed(other, None)[0], y[0])
+    (out["masks"].sum()).backward()
+    assert frame.project.net[0].weight.grad.abs().sum() > 0  # the CNN learns
+    with pytest.raises(ValueError, match="crop_size 4 needs node features of 3 x 4"):
+        FrameConditioned(6, **TINY, crop_size=4)
 
 
 def test_permutation_invariant_coseparation_takes_the_better_assignment():

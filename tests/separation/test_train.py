@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.errors import PipelineError
 from pipeline.graphs.store import GraphStore
 from pipeline.separation.audio_store import AudioStore, AudioStoreError, pack_audio
 from pipeline.separation.data import MixtureDataset, collate, validation_pairs
@@ -159,6 +160,24 @@ def test_same_seed_same_weights_and_resume_is_exact(stores, tmp_path):
     assert not torch.equal(
         _weights(tmp_path / "a.state.pt")["unet.up.6.1.weight"], a["unet.up.6.1.weight"]
     )
+
+
+def test_a_cosine_schedule_on_short_windows_resumes_and_a_bad_window_is_named(stores, tmp_path):
+    params = dataclasses.replace(PARAMS, window=32767, schedule="cosine", steps=4)
+    assert _run(stores, tmp_path, "cos", params=params, stop_after=2) is None
+    state = torch.load(tmp_path / "cos.state.pt", weights_only=True)
+    assert state["scheduler"]["_last_lr"] == pytest.approx([5e-4] * 3)  # half way down
+    assert _run(stores, tmp_path, "cos", params=params)["resumed_at_step"] == 2
+    state = torch.load(tmp_path / "cos.state.pt", weights_only=True)
+    assert state["step"] == 4 and state["scheduler"]["_last_lr"] == pytest.approx([0.0] * 3)
+    _, meta = load_separator(tmp_path / "cos.pt")
+    assert meta["spec"]["samples"] == 32767  # evaluation separates in windows of this length
+    # more steps draw another cosine: unlike the step schedule, the run starts afresh
+    assert _run(stores, tmp_path, "cos", params=dataclasses.replace(params, steps=6))[
+        "resumed_at_step"
+    ] == 0
+    with pytest.raises(PipelineError, match="train.window 40000 gives 157 STFT frames"):
+        _run(stores, tmp_path, "bad", params=dataclasses.replace(PARAMS, window=40000))
 
 
 def test_separate_returns_every_estimate(stores):
