@@ -173,12 +173,8 @@ def test_a_cosine_schedule_on_short_windows_resumes_and_a_bad_window_is_named(st
     _, meta = load_separator(tmp_path / "cos.pt")
     assert meta["spec"]["samples"] == 32767  # evaluation separates in windows of this length
     # more steps draw another cosine: unlike the step schedule, the run starts afresh
-    assert (
-        _run(stores, tmp_path, "cos", params=dataclasses.replace(params, steps=6))[
-            "resumed_at_step"
-        ]
-        == 0
-    )
+    longer = dataclasses.replace(params, steps=6)
+    assert _run(stores, tmp_path, "cos", params=longer)["resumed_at_step"] == 0
     with pytest.raises(PipelineError, match="train.window 40000 gives 157 STFT frames"):
         _run(stores, tmp_path, "bad", params=dataclasses.replace(PARAMS, window=40000))
 
