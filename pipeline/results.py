@@ -2,8 +2,9 @@
 
 Every committed run and every finished experiment derived from it that has ``metrics/evaluate.json``
 becomes one row: the separator (``model.name``), the visual front end (``detect.backend`` where
-the params have it), the preset and steps, the test SDR / SIR / SAR / SDRi, the training minutes
-and the parameter count. The rows replace whatever stands between the markers
+the params have it), the preset, steps and weight decay, the test SDR / SIR / SAR / SDRi, the
+SDR of separating the sources inside one clip (the synthetic world's ``sdr_within_clip``), the
+training minutes and the parameter count. The rows replace whatever stands between the markers
 ``<!-- results:begin -->`` and ``<!-- results:end -->`` in the document, so the prose around the
 table stays hand-written and the numbers never are.
 
@@ -33,10 +34,12 @@ COLUMNS = [
     ("front end", "detect.backend"),
     ("preset", "model.preset"),
     ("steps", "train.steps"),
+    ("weight decay", "train.weight_decay"),
     ("SDR", "sdr"),
     ("SIR", "sir"),
     ("SAR", "sar"),
     ("SDRi", "sdri"),
+    ("within clip", "sdr_within_clip"),
     ("train min", "minutes"),
     ("parameters", "parameters"),
 ]
@@ -64,8 +67,11 @@ def _row(state: dict[str, Any], label: str) -> dict[str, Any] | None:
         "run": label,
         "rev": data.get("rev", state.get("rev")),
         **{k: params.get(k) for k in ("model.name", "detect.backend", "model.preset")},
-        "train.steps": params.get("train.steps"),
-        **{k: evaluate.get(k) for k in ("sdr", "sir", "sar", "sdri", "sdr_mixture")},
+        **{k: params.get(k) for k in ("train.steps", "train.weight_decay")},
+        **{
+            k: evaluate.get(k)
+            for k in ("sdr", "sir", "sar", "sdri", "sdr_mixture", "sdr_within_clip")
+        },
         "oracle_irm_sdr": evaluate.get("oracle_irm_sdr"),
         "n_pairs": evaluate.get("n_pairs"),
         "minutes": train.get("minutes"),
@@ -99,9 +105,11 @@ def rows(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, key: str = "") -> str:
     if value is None:
         return "–"
+    if key == "train.weight_decay":
+        return f"{value:g}"
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, int) and value >= 10_000:
@@ -116,7 +124,7 @@ def table(rows_: list[dict[str, Any]]) -> str:
         "| " + " | ".join(h for h, _ in COLUMNS) + " |",
         "|" + "|".join("---" if k in ("run", "model.name") else "---:" for _, k in COLUMNS) + "|",
     ]
-    lines += ["| " + " | ".join(_cell(r.get(k)) for _, k in COLUMNS) + " |" for r in ordered]
+    lines += ["| " + " | ".join(_cell(r.get(k), k) for _, k in COLUMNS) + " |" for r in ordered]
     return "\n".join(lines)
 
 

@@ -17,8 +17,10 @@ SCORE = """
 import json, sys, yaml
 p = yaml.safe_load(open("params.yaml"))
 sdr = {"avsgs": 6.5, "coseparation": 5.25, "audio_only": 1.0}[p["model"]["name"]]
-json.dump({"sdr": sdr, "sir": sdr + 3, "sar": 12.0, "sdri": sdr - 0.5, "n_pairs": 50},
-          open("metrics/evaluate.json", "w"))
+scores = {"sdr": sdr, "sir": sdr + 3, "sar": 12.0, "sdri": sdr - 0.5, "n_pairs": 50}
+if p["model"]["name"] == "avsgs":
+    scores["sdr_within_clip"] = 3.25
+json.dump(scores, open("metrics/evaluate.json", "w"))
 json.dump({"minutes": 3.5, "parameters": 849278}, open("metrics/train.json", "w"))
 """
 
@@ -38,7 +40,7 @@ def project(tmp_path_factory):
     (root / "metrics").mkdir()
     (root / "score.py").write_text(SCORE)
     (root / "params.yaml").write_text(
-        "model:\n  name: avsgs\n  preset: small\ntrain:\n  steps: 9\n"
+        "model:\n  name: avsgs\n  preset: small\ntrain:\n  steps: 9\n  weight_decay: 0.0001\n"
     )
     (root / "dvc.yaml").write_text(
         textwrap.dedent(
@@ -85,7 +87,8 @@ def test_the_doc_table_is_replaced_between_the_markers(project):
     lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
     assert lines[0].startswith("| run | model |")
     assert [ln.split(" | ")[1] for ln in lines[1:]] == ["avsgs", "coseparation", "audio_only"]
-    assert "| 6.50 | 9.50 | 12.00 | 6.00 | 3.50 | 0.85 M |" in lines[1]
+    assert "| 9 | 0.0001 | 6.50 | 9.50 | 12.00 | 6.00 | 3.25 | 3.50 | 0.85 M |" in lines[1]
+    assert "| 5.25 | 8.25 | 12.00 | 4.75 | – | 3.50 |" in lines[2]  # no within-clip score
     doc.write_text("no markers\n")
     with pytest.raises(subprocess.CalledProcessError) as err:
         _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc)], project)
