@@ -66,8 +66,16 @@ def _row(state: dict[str, Any], label: str) -> dict[str, Any] | None:
     return {
         "run": label,
         "rev": data.get("rev", state.get("rev")),
-        **{k: params.get(k) for k in ("model.name", "detect.backend", "model.preset")},
-        **{k: params.get(k) for k in ("train.steps", "train.weight_decay")},
+        **{
+            k: params.get(k)
+            for k in (
+                "model.name",
+                "detect.backend",
+                "model.preset",
+                "train.steps",
+                "train.weight_decay",
+            )
+        },
         **{
             k: evaluate.get(k)
             for k in ("sdr", "sir", "sar", "sdri", "sdr_mixture", "sdr_within_clip")
