@@ -43,6 +43,19 @@ COLUMNS = [
     ("train min", "minutes"),
     ("parameters", "parameters"),
 ]
+# What a row takes from each source: params.yaml, metrics/evaluate.json, metrics/train.json.
+PARAMS = ("model.name", "detect.backend", "model.preset", "train.steps", "train.weight_decay")
+SCORES = (
+    "sdr",
+    "sir",
+    "sar",
+    "sdri",
+    "sdr_mixture",
+    "sdr_within_clip",
+    "oracle_irm_sdr",
+    "n_pairs",
+)
+TRAINING = ("minutes", "parameters")
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -66,24 +79,9 @@ def _row(state: dict[str, Any], label: str) -> dict[str, Any] | None:
     return {
         "run": label,
         "rev": data.get("rev", state.get("rev")),
-        **{
-            k: params.get(k)
-            for k in (
-                "model.name",
-                "detect.backend",
-                "model.preset",
-                "train.steps",
-                "train.weight_decay",
-            )
-        },
-        **{
-            k: evaluate.get(k)
-            for k in ("sdr", "sir", "sar", "sdri", "sdr_mixture", "sdr_within_clip")
-        },
-        "oracle_irm_sdr": evaluate.get("oracle_irm_sdr"),
-        "n_pairs": evaluate.get("n_pairs"),
-        "minutes": train.get("minutes"),
-        "parameters": train.get("parameters"),
+        **{k: params.get(k) for k in PARAMS},
+        **{k: evaluate.get(k) for k in SCORES},
+        **{k: train.get(k) for k in TRAINING},
     }
 
 
