@@ -1,7 +1,8 @@
 """The comparison table of ``docs/results.md``, written from ``dvc exp show --json``.
 
-Every committed run and every finished experiment derived from it that has ``metrics/evaluate.json``
-becomes one row: the separator (``model.name``), the visual front end (``detect.backend`` where
+Every committed run and every finished experiment derived from it that has
+``metrics/evaluate.json`` becomes one row (a run listed twice, e.g. an experiment applied and
+committed, once): the separator (``model.name``), the visual front end (``detect.backend`` where
 the params have it), the preset, steps and weight decay, the test SDR / SIR / SAR / SDRi, the
 SDR of separating the sources inside one clip (the synthetic world's ``sdr_within_clip``), the
 training minutes and the parameter count. The rows replace whatever stands between the markers
@@ -13,6 +14,7 @@ Usage (``docs/results.md`` lists the experiments to run first)::
     uv run python -m pipeline.results                  # runs `dvc exp show --json`
     uv run python -m pipeline.results --json show.json # or reads its saved output
     uv run python -m pipeline.results --commits 5      # and the experiments of 4 older commits
+    uv run python -m pipeline.results --since ffc83e0  # and those of every commit since ffc83e0
 """
 
 from __future__ import annotations
@@ -28,20 +30,27 @@ from pipeline import io
 from pipeline.errors import PipelineError
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _millions(value: int) -> str:
+    return f"{value / 1e6:.2f} M"
+
+
+# (header, key, format); a column without a format shows floats to 2 decimals, the rest as is.
 COLUMNS = [
-    ("run", "run"),
-    ("model", "model.name"),
-    ("front end", "detect.backend"),
-    ("preset", "model.preset"),
-    ("steps", "train.steps"),
-    ("weight decay", "train.weight_decay"),
-    ("SDR", "sdr"),
-    ("SIR", "sir"),
-    ("SAR", "sar"),
-    ("SDRi", "sdri"),
-    ("within clip", "sdr_within_clip"),
-    ("train min", "minutes"),
-    ("parameters", "parameters"),
+    ("run", "run", None),
+    ("model", "model.name", None),
+    ("front end", "detect.backend", None),
+    ("preset", "model.preset", None),
+    ("steps", "train.steps", None),
+    ("weight decay", "train.weight_decay", "{:g}".format),
+    ("SDR", "sdr", None),
+    ("SIR", "sir", None),
+    ("SAR", "sar", None),
+    ("SDRi", "sdri", None),
+    ("within clip", "sdr_within_clip", None),
+    ("train min", "minutes", None),
+    ("parameters", "parameters", _millions),
 ]
 # What a row takes from each source: params.yaml, metrics/evaluate.json, metrics/train.json.
 PARAMS = ("model.name", "detect.backend", "model.preset", "train.steps", "train.weight_decay")
@@ -85,41 +94,60 @@ def _row(state: dict[str, Any], label: str) -> dict[str, Any] | None:
     }
 
 
+def _same_run(row: dict[str, Any]) -> tuple:
+    """What makes two rows one run: its params and its scores."""
+    return tuple(row.get(k) for k in (*PARAMS, *SCORES))
+
+
 def rows(states: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row for the newest commit and one per successful experiment in ``dvc exp show --json``
-    output. The workspace is left out: it is either the commit or an unfinished run. An experiment
-    whose baseline is an older commit (``--commits``) is labelled with that commit, because its
-    code is that commit's."""
-    out = []
+    """One row per distinct run in ``dvc exp show --json`` output: the newest commit's, each
+    successful experiment's, and an older commit's own run where no listed row has its params and
+    scores (the committed run before the defaults changed). The workspace is left out: it is
+    either the commit or an unfinished run. A row from an older commit (``--commits``) is labelled
+    with that commit, because its code is that commit's; an older commit's own run with the
+    oldest commit that has it (where it was made), an experiment that repeats a listed run not at
+    all (e.g. the one applied and committed as the new default)."""
+    out: list[dict[str, Any]] = []
+    seen: dict[tuple, dict[str, Any]] = {}
+    committed: set[tuple] = set()  # the runs listed as an older commit's own
+
+    def add(row: dict[str, Any] | None, committed_at: str | None = None) -> None:
+        if row is None:
+            return
+        key = _same_run(row)
+        if key in seen:
+            if committed_at and key in committed:  # the same run, made further back
+                seen[key]["run"] = f"committed (at {committed_at})"
+            return
+        if committed_at:
+            committed.add(key)
+        seen[key] = row
+        out.append(row)
+
     commits = [s for s in states if s.get("rev") != "workspace"]
     for i, state in enumerate(commits):
+        rev = str(state.get("rev", ""))[:7]
         if i == 0:
-            row = _row(state, state.get("name") or str(state.get("rev", ""))[:7])
-            if row:
-                out.append(row)
+            add(_row(state, state.get("name") or rev))
         for exp in state.get("experiments") or []:
             executor = exp.get("executor") or {}
             if executor.get("state") not in (None, "success") or not exp.get("revs"):
                 continue  # queued, running or failed
             tip = exp["revs"][0]
             label = exp.get("name") or tip.get("name") or str(tip.get("rev"))[:7]
-            if i > 0:
-                label = f"{label} (at {str(state.get('rev', ''))[:7]})"
-            row = _row(tip, label)
-            if row:
-                out.append(row)
+            add(_row(tip, f"{label} (at {rev})" if i > 0 else label))
+        if i > 0:
+            add(_row(state, f"committed (at {rev})"), committed_at=rev)
     return out
 
 
-def _cell(value: Any, key: str = "") -> str:
+def _cell(value: Any, fmt=None) -> str:
     if value is None:
         return "–"
-    if key == "train.weight_decay":
-        return f"{value:g}"
+    if fmt is not None:
+        return fmt(value)
     if isinstance(value, float):
         return f"{value:.2f}"
-    if isinstance(value, int) and value >= 10_000:
-        return f"{value / 1e6:.2f} M"
     return str(value)
 
 
@@ -127,10 +155,14 @@ def table(rows_: list[dict[str, Any]]) -> str:
     """A Markdown table, best SDRi first."""
     ordered = sorted(rows_, key=lambda r: -(r["sdri"] if r["sdri"] is not None else -1e9))
     lines = [
-        "| " + " | ".join(h for h, _ in COLUMNS) + " |",
-        "|" + "|".join("---" if k in ("run", "model.name") else "---:" for _, k in COLUMNS) + "|",
+        "| " + " | ".join(h for h, _, _ in COLUMNS) + " |",
+        "|"
+        + "|".join("---" if k in ("run", "model.name") else "---:" for _, k, _ in COLUMNS)
+        + "|",
     ]
-    lines += ["| " + " | ".join(_cell(r.get(k), k) for _, k in COLUMNS) + " |" for r in ordered]
+    lines += [
+        "| " + " | ".join(_cell(r.get(k), fmt) for _, k, fmt in COLUMNS) + " |" for r in ordered
+    ]
     return "\n".join(lines)
 
 
@@ -158,6 +190,20 @@ def exp_show(commits: int = 1) -> list[dict[str, Any]]:
     return json.loads(done.stdout)
 
 
+def commit_range(commits: int = 1, since: str | None = None) -> set[str]:
+    """The full hashes of the commits whose runs are listed: the last ``commits`` first parents
+    of HEAD, or with ``since`` every commit from it to HEAD (both included). ``dvc exp show -n``
+    may list more commits than asked for, so the caller keeps only these."""
+    if since:
+        args, what = [f"{since}^!", "HEAD", "--not", f"{since}^@"], f"{since}: not a commit"
+    else:
+        args, what = ["--first-parent", "-n", str(commits), "HEAD"], "no commits"
+    done = subprocess.run(["git", "rev-list", *args], capture_output=True, text=True)
+    if done.returncode:
+        raise PipelineError(f"{what} of this repository ({done.stderr.strip()})")
+    return set(done.stdout.split())
+
+
 def _read_json(path: str) -> list[dict[str, Any]]:
     try:
         return json.loads(Path(path).read_text())
@@ -173,17 +219,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="saved `dvc exp show --json` output (default: run it)")
     parser.add_argument("--doc", default="docs/results.md", help="the document to update")
-    parser.add_argument(
+    span = parser.add_mutually_exclusive_group()
+    span.add_argument(
         "--commits",
         type=int,
         default=1,
-        help="also list the experiments run from this many commits back (first parents); "
-        "only the newest commit gets a row of its own",
+        help="also list the runs of this many commits back (first parents): their experiments, "
+        "and their own run where it differs from every listed one",
+    )
+    span.add_argument(
+        "--since", help="also list the runs of every commit from this one to HEAD (both included)"
     )
     args = parser.parse_args(argv)
     if args.commits < 1:
         parser.error("--commits must be at least 1")
-    states = _read_json(args.json) if args.json else exp_show(args.commits)
+    keep = commit_range(args.commits, args.since) if args.since or not args.json else None
+    states = _read_json(args.json) if args.json else exp_show(len(keep))
+    if keep is not None:  # a saved output is taken as it is, unless --since says otherwise
+        states = [s for s in states if s.get("rev") == "workspace" or s.get("rev") in keep]
     found = rows(states)
     if not found:
         raise PipelineError("no run with metrics/evaluate.json in `dvc exp show`; run the stages")

@@ -109,6 +109,40 @@ def test_experiments_of_an_older_commit_are_labelled_with_it(project, tmp_path):
     _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc), "--commits", "2"], copy)
     runs = [ln.split(" | ")[0][2:] for ln in doc.read_text().splitlines()[3:-1]]
     assert len(runs) == 3 and runs[1:] == [f"coseparation (at {old})", f"audio_only (at {old})"]
+    doc.write_text(f"{results.BEGIN}\n{results.END}\n")
+    _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc), "--since", old], copy)
+    assert [ln.split(" | ")[0][2:] for ln in doc.read_text().splitlines()[3:-1]] == runs
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc), "--since", "nope"], copy)
+    assert "nope: not a commit" in err.value.stderr
+    both = ["--since", old, "--commits", "2"]
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc), *both], copy)
+    assert "not allowed with argument --since" in err.value.stderr
+
+
+def test_a_changed_default_keeps_the_older_run_and_drops_a_repeat(project, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy)
+    dvc = [sys.executable, "-m", "dvc"]
+    _run(["git", "checkout", "--", "."], copy)  # the workspace as committed, not the last exp's
+    old = _run(["git", "rev-parse", "--short=7", "HEAD"], copy).stdout.strip()
+    (copy / "NOTES").write_text("a commit with the same run\n")
+    _run(["git", "add", "NOTES"], copy)
+    _run(["git", "commit", "-qm", "notes"], copy)
+    # the longer run as an experiment, then applied and committed as the new default
+    _run([*dvc, "exp", "run", "-q", "-n", "longer", "-S", "train.steps=16000"], copy)
+    _run(["git", "add", "-A"], copy)
+    _run(["git", "commit", "-qm", "16000 steps"], copy)
+    doc = copy / "results.md"
+    doc.write_text(f"{results.BEGIN}\n{results.END}\n")
+    _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc), "--commits", "3"], copy)
+    lines = doc.read_text().splitlines()[3:-1]
+    runs = [ln.split(" | ")[0][2:] for ln in lines]
+    # the committed 9-step run once, labelled where it was made; "longer" is the new default
+    assert len(runs) == 4 and f"committed (at {old})" in runs and "longer" not in " ".join(runs)
+    steps = {ln.split(" | ")[0][2:]: ln.split(" | ")[4] for ln in lines}
+    assert steps[f"committed (at {old})"] == "9" and steps[runs[0]] == "16000"  # not "0.02 M"
 
 
 def test_a_missing_or_corrupt_saved_output_is_named(tmp_path):
