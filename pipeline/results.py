@@ -195,7 +195,7 @@ def commit_range(commits: int = 1, since: str | None = None) -> set[str]:
     of HEAD, or with ``since`` every commit from it to HEAD (both included). ``dvc exp show -n``
     may list more commits than asked for, so the caller keeps only these."""
     if since:
-        args, what = [f"{since}^!", "HEAD", "--not", f"{since}^@"], f"{since}: not a commit"
+        args, what = ["HEAD", "--not", f"{since}^@"], f"{since}: not a commit"
     else:
         args, what = ["--first-parent", "-n", str(commits), "HEAD"], "no commits"
     done = subprocess.run(["git", "rev-list", *args], capture_output=True, text=True)
