@@ -84,8 +84,9 @@ def fit(
 def probe(store: GraphStore, role: str, steps: int = 500) -> tuple[float, float, int]:
     """(hit rate of the probe, hit rate of the majority class, held-out examples)."""
     logits, x, ys, split = fit(store, role, steps)
-    tr, te = torch.tensor(split == "train"), torch.tensor(split != "train")
-    pick = logits(x[split != "train"]).argmax(1)
+    held = split != "train"
+    tr, te = torch.tensor(~held), torch.tensor(held)
+    pick = logits(x[held]).argmax(1)
     hit = ys[te][torch.arange(int(te.sum())), pick].mean().item()
     majority = ys[te][:, int(ys[tr].mean(0).argmax())].mean().item()
     return hit, majority, int(te.sum())
