@@ -16,7 +16,13 @@ from torch import nn
 
 from pipeline import io
 from pipeline.errors import PipelineError
-from pipeline.separation.baselines import AudioOnly, CoSeparation, FrameConditioned
+from pipeline.separation.baselines import (
+    ROLE_BACKGROUND,
+    ROLE_PRINCIPAL,
+    AudioOnly,
+    CoSeparation,
+    FrameConditioned,
+)
 from pipeline.separation.nn import (
     AudioClassifier,
     ConditionedUNet,
@@ -74,6 +80,9 @@ class AVSGS(nn.Module):
             width and input pooling).
         aggr, readout, normalize: the recipe's graph and conditioning choices (``docs/model.md``).
         gat, edgeconv, gru, skip: ablation switches.
+        subgraphs: recurrence ``i`` of the GRU reads its own sub-graph's embedding
+            (:meth:`subgraph_embeddings`) in place of :math:`\zeta`; ``False`` is eq. 1, every
+            recurrence reading :math:`\zeta` (``docs/model.md``).
 
     Shapes:
         - **input:** ``mix_mag (B, 1, F, T)`` the mixtures' log-frequency magnitudes; a PyG batch
@@ -104,15 +113,18 @@ class AVSGS(nn.Module):
         edgeconv: bool = True,
         gru: bool = True,
         skip: bool = True,
+        subgraphs: bool = False,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        self.n_outputs = n_slots + 1
+        self.n_slots, self.n_outputs = n_slots, n_slots + 1
         self.encoder = SceneGraphEncoder(
             node_channels, hidden, hidden, heads, aggr, readout, gat, edgeconv
         )
+        width = self.encoder.out_channels + (hidden if subgraphs else 0)
+        self.empty = nn.Parameter(torch.randn(width) * 0.02) if subgraphs else None
         self.conditioner = RecurrentConditioner(
-            self.encoder.out_channels, channels, self.n_outputs, normalize, gru
+            width, channels, self.n_outputs, normalize, gru, per_output=subgraphs
         )
         self.unet = ConditionedUNet(ngf, levels, channels, skip)
         self.classifier = AudioClassifier(n_classes, classifier, classifier_width, classifier_pool)
@@ -128,8 +140,29 @@ class AVSGS(nn.Module):
 
     def embed(self, graphs) -> torch.Tensor:
         """Embeddings ``(G, N + 1, d)`` of a PyG batch of ``G`` graphs."""
-        zeta = self.encoder(graphs.x, graphs.edge_index, graphs.batch)
-        return self.conditioner(zeta)
+        zeta, nodes = self.encoder.encode(graphs.x, graphs.edge_index, graphs.batch)
+        if self.empty is None:
+            return self.conditioner(zeta)
+        return self.conditioner(self.subgraph_embeddings(graphs, nodes))
+
+    def subgraph_embeddings(self, graphs, nodes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Each output's sub-graph embedding ``(G, N + 1, out_channels + hidden)``: for slot
+        ``i`` the readout of principal object ``i`` and its context nodes (the nodes whose
+        ``slot`` is ``i``) and the principal node's EdgeConv feature; for the last, the same of
+        the background node; a slot with no object gets a learned vector."""
+        _, g = nodes
+        s, n = self.n_outputs, int(graphs.num_graphs)
+        background = graphs.role == ROLE_BACKGROUND
+        group = graphs.batch * s + torch.where(background, s - 1, graphs.slot)
+        if bool((graphs.slot[~background] < 0).any()) or bool((graphs.slot >= s - 1).any()):
+            raise ValueError(f"node slots must be in [0, {s - 1}) for principal and context nodes")
+        anchor = (graphs.role == ROLE_PRINCIPAL) | background
+        present = torch.zeros(n * s, dtype=torch.bool, device=g.device)
+        present[group[anchor]] = True
+        anchors = g.new_zeros((n * s, g.shape[1])).index_copy(0, group[anchor], g[anchor])
+        parts = torch.cat([self.encoder.readout(nodes, group, n * s), anchors], -1)
+        parts = torch.where(present[:, None], parts, self.empty)
+        return parts.view(n, s, -1)
 
     def forward(
         self, mix_mag: torch.Tensor, graphs, mixture: torch.Tensor, classify: bool = False

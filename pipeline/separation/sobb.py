@@ -80,7 +80,7 @@ class SoundOfBoundingBoxes(_Conditioned):
     ):
         super().__init__(channels, ngf, levels, skip)
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        self.n_slots, self.n_outputs, self.crop_size, self.tau = n_slots, n_slots, crop_size, tau
+        self.n_slots, self.n_outputs, self.tau = n_slots, n_slots, tau
         self.encoder = BoxEncoder(node_channels, hidden, channels, crop_size)
         self.selector = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, 1))
 

@@ -51,6 +51,10 @@ class ModelParams:
         gat, edgeconv, gru, skip: ablation switches (paper Table 3): the graph attention layer,
             the edge convolution, the GRU (else a linear map gives the N + 1 embeddings), the
             U-Net's skip connections.
+        subgraphs: AVSGS's GRU recurrence ``i`` reads the embedding of its own sub-graph
+            (principal object ``i`` and its context nodes; the background node for the last) in
+            place of the whole graph's, which ties output ``i`` to object ``i``; ``false`` is
+            the paper's eq. 1, every recurrence reading the pooled graph (``docs/model.md``).
     """
 
     name: Literal["avsgs", "coseparation", "frame", "audio_only", "sobb"]
@@ -59,6 +63,7 @@ class ModelParams:
     edgeconv: bool
     gru: bool
     skip: bool
+    subgraphs: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +158,7 @@ def model_config(
         "edgeconv": params.edgeconv,
         "gru": params.gru,
         "skip": params.skip,
+        "subgraphs": params.subgraphs,
         "crop_size": crop_size,
     }
     if params.name not in SEPARATORS:
@@ -217,13 +223,20 @@ def validate(model, graphs, audio, pairs, recipe, cfg, batch_size, device) -> di
     }
 
 
-def _state_key(config: dict, params: TrainParams, seed: int, data_sha: list[str]) -> str:
+def _state_key(
+    config: dict, params: TrainParams, seed: int, data_sha: list[str], model: torch.nn.Module
+) -> str:
+    """What a state file must match to be resumed: the model's settings and the shapes of its
+    weights (so a code change to the architecture under the same params starts afresh), the
+    training params that shape the weights, the seed and the data."""
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     volatile = {"workers", "checkpoint_every", "log_every"}  # do not change the weights
     if params.schedule == "step":  # nor does the step count, unless the schedule spans it
         volatile.add("steps")
     kept = {k: v for k, v in dataclasses.asdict(params).items() if k not in volatile}
     blob = json.dumps(
-        {"config": config, "train": kept, "seed": seed, "data": data_sha}, sort_keys=True
+        {"config": config, "shapes": shapes, "train": kept, "seed": seed, "data": data_sha},
+        sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -294,7 +307,7 @@ def train(
     if cfg.frames % multiple:
         raise PipelineError(
             f"train.window {params.window} gives {cfg.frames} STFT frames, which the U-Net needs "
-            f"to be a multiple of {multiple}: use {multiple * cfg.hop - 1} x 2^k samples "
+            f"to be a multiple of {multiple}: use {multiple * cfg.hop} x 2^k - 1 samples "
             f"(e.g. 32767 or 65535)"
         )
     groups = model.param_groups()
@@ -314,7 +327,7 @@ def train(
         else torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, params.steps)
     )
     key = _state_key(
-        config, params, seed, [io.sha256_file(graphs_path), io.sha256_file(audio_path)]
+        config, params, seed, [io.sha256_file(graphs_path), io.sha256_file(audio_path)], model
     )
     start, history, best = 0, [], {"step": 0, "sdr": -float("inf"), "state_dict": None}
     state_path = Path(state_path)

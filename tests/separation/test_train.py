@@ -175,8 +175,22 @@ def test_a_cosine_schedule_on_short_windows_resumes_and_a_bad_window_is_named(st
     # more steps draw another cosine: unlike the step schedule, the run starts afresh
     longer = dataclasses.replace(params, steps=6)
     assert _run(stores, tmp_path, "cos", params=longer)["resumed_at_step"] == 0
-    with pytest.raises(PipelineError, match="train.window 40000 gives 157 STFT frames"):
+    with pytest.raises(PipelineError, match="train.window 40000 gives 157 STFT frames") as err:
         _run(stores, tmp_path, "bad", params=dataclasses.replace(PARAMS, window=40000))
+    assert "use 32768 x 2^k - 1 samples (e.g. 32767 or 65535)" in str(err.value)
+
+
+def test_a_state_of_another_architecture_under_the_same_params_starts_afresh(
+    stores, tmp_path, monkeypatch
+):
+    params = dataclasses.replace(PARAMS, window=32767, schedule="cosine", steps=4)
+    assert _run(stores, tmp_path, "arch", params=params, stop_after=2) is None
+    # the code changes the U-Net's widths while the params stay the same
+    from pipeline.separation.nn import unet
+
+    widths = unet._channels
+    monkeypatch.setattr(unet, "_channels", lambda ngf, levels: widths(ngf + 1, levels))
+    assert _run(stores, tmp_path, "arch", params=params)["resumed_at_step"] == 0
 
 
 def test_separate_returns_every_estimate(stores):

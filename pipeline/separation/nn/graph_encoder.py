@@ -63,7 +63,7 @@ class SceneGraphEncoder(nn.Module):
             raise ValueError(
                 "without EdgeConv the output width is hidden: set edge_channels = hidden"
             )
-        self.readout = readout
+        self.readout_mode = readout
         self.mlp = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU())
         self.gat = GATConv(hidden, hidden // heads, heads=heads) if gat else None
         self.edge = (
@@ -76,14 +76,31 @@ class SceneGraphEncoder(nn.Module):
     def forward(
         self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor
     ) -> torch.Tensor:
+        return self.encode(x, edge_index, batch)[0]
+
+    def encode(
+        self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``zeta (B, out_channels)`` and the node features it is read out from: the GAT's ``h``
+        and the EdgeConv's ``g`` ``(|V|, edge_channels)`` (pass them to :meth:`readout` to read
+        out any grouping of the nodes)."""
         size = int(batch.max()) + 1 if batch.numel() else 0
         h = self.mlp(x)
         if self.gat is not None:
             h = torch.relu(self.gat(h, edge_index))
         g = self.edge(h, edge_index) if self.edge is not None else h
-        zeta = torch.cat([global_max_pool(g, batch, size), global_mean_pool(g, batch, size)], -1)
-        if self.readout == "sum":
-            zeta = zeta + torch.cat(
-                [global_max_pool(h, batch, size), global_mean_pool(h, batch, size)], -1
+        return self.readout((h, g), batch, size), (h, g)
+
+    def readout(
+        self, nodes: tuple[torch.Tensor, torch.Tensor], index: torch.Tensor, size: int
+    ) -> torch.Tensor:
+        """The graph readout (max || mean, plus the GAT's with ``readout="sum"``) of the nodes
+        grouped by ``index (|V|,)`` into ``size`` groups: ``(size, out_channels)``; an empty group
+        reads out zeros."""
+        h, g = nodes
+        out = torch.cat([global_max_pool(g, index, size), global_mean_pool(g, index, size)], -1)
+        if self.readout_mode == "sum":
+            out = out + torch.cat(
+                [global_max_pool(h, index, size), global_mean_pool(h, index, size)], -1
             )
-        return zeta
+        return out
