@@ -71,26 +71,28 @@ class BoxEncoder(nn.Module):
         return self.net(x)
 
 
-def background_features(graphs) -> torch.Tensor:
-    """Each graph's background-node feature ``(G, D)`` (every graph has exactly one)."""
+def background_features(graphs, x: torch.Tensor | None = None) -> torch.Tensor:
+    """Each graph's background-node feature ``(G, D)`` (every graph has exactly one), from the
+    graphs' node features or from ``x (|V|, D)``, features of the same nodes."""
+    x = graphs.x if x is None else x
     keep = graphs.role == ROLE_BACKGROUND
     n = int(graphs.num_graphs)
     if int(keep.sum()) != n:
         raise ValueError(f"expected one background node per graph, got {int(keep.sum())} for {n}")
-    out = graphs.x.new_zeros((n, graphs.x.shape[1]))
-    return out.index_copy(0, graphs.batch[keep], graphs.x[keep])
+    return x.new_zeros((n, x.shape[1])).index_copy(0, graphs.batch[keep], x[keep])
 
 
-def principal_features(graphs, n_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+def principal_features(
+    graphs, n_slots: int, x: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Each graph's principal-node feature per slot ``(G, N, D)`` and which slots hold one
-    ``(G, N)`` bool."""
+    ``(G, N)`` bool, from the graphs' node features or from ``x (|V|, D)``."""
+    x = graphs.x if x is None else x
     keep = graphs.role == ROLE_PRINCIPAL
     n = int(graphs.num_graphs)
     index = graphs.batch[keep] * n_slots + graphs.slot[keep]
-    feats = graphs.x.new_zeros((n * n_slots, graphs.x.shape[1])).index_copy(
-        0, index, graphs.x[keep]
-    )
-    present = torch.zeros(n * n_slots, dtype=torch.bool, device=graphs.x.device)
+    feats = x.new_zeros((n * n_slots, x.shape[1])).index_copy(0, index, x[keep])
+    present = torch.zeros(n * n_slots, dtype=torch.bool, device=x.device)
     present[index] = True
     return feats.view(n, n_slots, -1), present.view(n, n_slots)
 

@@ -18,10 +18,11 @@ from pipeline import io
 from pipeline.errors import PipelineError
 from pipeline.separation.baselines import (
     ROLE_BACKGROUND,
-    ROLE_PRINCIPAL,
     AudioOnly,
     CoSeparation,
     FrameConditioned,
+    background_features,
+    principal_features,
 )
 from pipeline.separation.nn import (
     AudioClassifier,
@@ -117,7 +118,7 @@ class AVSGS(nn.Module):
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
-        self.n_slots, self.n_outputs = n_slots, n_slots + 1
+        self.n_outputs = n_slots + 1
         self.encoder = SceneGraphEncoder(
             node_channels, hidden, hidden, heads, aggr, readout, gat, edgeconv
         )
@@ -153,16 +154,14 @@ class AVSGS(nn.Module):
         _, g = nodes
         s, n = self.n_outputs, int(graphs.num_graphs)
         background = graphs.role == ROLE_BACKGROUND
-        group = graphs.batch * s + torch.where(background, s - 1, graphs.slot)
         if bool((graphs.slot[~background] < 0).any()) or bool((graphs.slot >= s - 1).any()):
             raise ValueError(f"node slots must be in [0, {s - 1}) for principal and context nodes")
-        anchor = (graphs.role == ROLE_PRINCIPAL) | background
-        present = torch.zeros(n * s, dtype=torch.bool, device=g.device)
-        present[group[anchor]] = True
-        anchors = g.new_zeros((n * s, g.shape[1])).index_copy(0, group[anchor], g[anchor])
-        parts = torch.cat([self.encoder.readout(nodes, group, n * s), anchors], -1)
-        parts = torch.where(present[:, None], parts, self.empty)
-        return parts.view(n, s, -1)
+        group = graphs.batch * s + torch.where(background, s - 1, graphs.slot)
+        objects, present = principal_features(graphs, s - 1, g)
+        anchors = torch.cat([objects, background_features(graphs, g)[:, None]], 1)
+        parts = torch.cat([self.encoder.readout(nodes, group, n * s).view(n, s, -1), anchors], -1)
+        present = torch.cat([present, present.new_ones((n, 1))], 1)
+        return torch.where(present[..., None], parts, self.empty)
 
     def forward(
         self, mix_mag: torch.Tensor, graphs, mixture: torch.Tensor, classify: bool = False
