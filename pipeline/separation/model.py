@@ -81,6 +81,11 @@ class AVSGS(nn.Module):
             width and input pooling).
         aggr, readout, normalize: the recipe's graph and conditioning choices (``docs/model.md``).
         gat, edgeconv, gru, skip: ablation switches.
+        residual: the GAT keeps a linear map of each node's own feature
+            (:class:`~pipeline.separation.nn.SceneGraphEncoder`); ``False`` as in the paper.
+        subgraph_context: with ``subgraphs``, whether output ``i`` also reads the readout of its
+            object's context nodes (``True``) or only its principal node's feature after the
+            graph layers, which carries its context through attention (``False``).
         subgraphs: recurrence ``i`` of the GRU reads its own sub-graph's embedding
             (:meth:`subgraph_embeddings`) in place of :math:`\zeta`; ``False`` is eq. 1, every
             recurrence reading :math:`\zeta` (``docs/model.md``).
@@ -115,14 +120,19 @@ class AVSGS(nn.Module):
         gru: bool = True,
         skip: bool = True,
         subgraphs: bool = False,
+        residual: bool = False,
+        subgraph_context: bool = True,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.n_outputs = n_slots + 1
         self.encoder = SceneGraphEncoder(
-            node_channels, hidden, hidden, heads, aggr, readout, gat, edgeconv
+            node_channels, hidden, hidden, heads, aggr, readout, gat, edgeconv, residual
         )
-        width = self.encoder.out_channels + (hidden if subgraphs else 0)
+        self.subgraph_context = subgraph_context
+        width = (self.encoder.out_channels if subgraph_context or not subgraphs else 0) + (
+            hidden if subgraphs else 0
+        )
         self.empty = nn.Parameter(torch.randn(width) * 0.02) if subgraphs else None
         self.conditioner = RecurrentConditioner(
             width, channels, self.n_outputs, normalize, gru, per_output=subgraphs
@@ -158,8 +168,9 @@ class AVSGS(nn.Module):
             raise ValueError(f"node slots must be in [0, {s - 1}) for principal and context nodes")
         group = graphs.batch * s + torch.where(background, s - 1, graphs.slot)
         objects, present = principal_features(graphs, s - 1, g)
-        anchors = torch.cat([objects, background_features(graphs, g)[:, None]], 1)
-        parts = torch.cat([self.encoder.readout(nodes, group, n * s).view(n, s, -1), anchors], -1)
+        parts = torch.cat([objects, background_features(graphs, g)[:, None]], 1)
+        if self.subgraph_context:
+            parts = torch.cat([self.encoder.readout(nodes, group, n * s).view(n, s, -1), parts], -1)
         present = torch.cat([present, present.new_ones((n, 1))], 1)
         return torch.where(present[..., None], parts, self.empty)
 

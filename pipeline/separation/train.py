@@ -55,6 +55,12 @@ class ModelParams:
             (principal object ``i`` and its context nodes; the background node for the last) in
             place of the whole graph's, which ties output ``i`` to object ``i``; ``false`` is
             the paper's eq. 1, every recurrence reading the pooled graph (``docs/model.md``).
+        residual: AVSGS's graph attention layer adds a linear map of each node's own feature
+            (PyG's ``GATConv(residual=True)``), so the nodes of a fully connected graph keep
+            their own identity; ``false`` as in the paper (``docs/model.md``).
+        subgraph_context: with ``subgraphs``, recurrence ``i`` also reads the readout of object
+            ``i``'s context nodes (``true``), or only object ``i``'s node feature after the graph
+            layers, where its context enters through attention (``false``).
     """
 
     name: Literal["avsgs", "coseparation", "frame", "audio_only", "sobb"]
@@ -64,6 +70,8 @@ class ModelParams:
     gru: bool
     skip: bool
     subgraphs: bool = False
+    residual: bool = False
+    subgraph_context: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +140,9 @@ class TrainParams:
             raise ValueError("val_mixtures must be >= 1 and workers >= 0")
 
 
+LATER_OPTIONS = ("residual", "subgraph_context")
+
+
 def model_config(
     params: ModelParams,
     recipe_name: str,
@@ -159,6 +170,8 @@ def model_config(
         "gru": params.gru,
         "skip": params.skip,
         "subgraphs": params.subgraphs,
+        "residual": params.residual,
+        "subgraph_context": params.subgraph_context,
         "crop_size": crop_size,
     }
     if params.name not in SEPARATORS:
@@ -166,7 +179,13 @@ def model_config(
             f"model.name {params.name!r} is not a separator; known: {', '.join(sorted(SEPARATORS))}"
         )
     takes = inspect.signature(SEPARATORS[params.name]).parameters  # a baseline takes fewer
-    return {k: v for k, v in config.items() if k in takes}
+    # Options added after models were trained are left out at their default (which is the model
+    # as it was), so the training states and checkpoints made before them stay valid.
+    return {
+        k: v
+        for k, v in config.items()
+        if k in takes and not (k in LATER_OPTIONS and v == takes[k].default)
+    }
 
 
 def crop_size(attrs: dict) -> int:

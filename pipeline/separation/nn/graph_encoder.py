@@ -34,6 +34,11 @@ class SceneGraphEncoder(nn.Module):
         readout: ``edge`` (pool the EdgeConv output) or ``sum`` (pool GAT and EdgeConv outputs and
             add them; needs ``hidden == edge_channels``).
         gat, edgeconv: ablation switches; a disabled layer is the identity.
+        residual: the GAT adds a linear map of each node's own feature to what it attends to
+            (PyG's ``GATConv(residual=True)``). Without it a node's output is a convex
+            combination of its neighbours' messages, and on a fully connected graph the layer's
+            static attention gives every node of a graph nearly the same output: its objects
+            are no longer told apart (``benchmarks/oversmoothing.py``).
 
     Shapes:
         - **input:** node features ``x (|V|, in_channels)``, ``edge_index (2, |E|)``,
@@ -51,6 +56,7 @@ class SceneGraphEncoder(nn.Module):
         readout: Literal["edge", "sum"] = "edge",
         gat: bool = True,
         edgeconv: bool = True,
+        residual: bool = False,
     ):
         super().__init__()
         if hidden % heads:
@@ -65,7 +71,7 @@ class SceneGraphEncoder(nn.Module):
             )
         self.readout_mode = readout
         self.mlp = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU())
-        self.gat = GATConv(hidden, hidden // heads, heads=heads) if gat else None
+        self.gat = GATConv(hidden, hidden // heads, heads=heads, residual=residual) if gat else None
         self.edge = (
             EdgeConv(nn.Sequential(nn.Linear(2 * hidden, edge_channels), nn.ReLU()), aggr=aggr)
             if edgeconv
