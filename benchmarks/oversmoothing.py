@@ -33,14 +33,15 @@ from pipeline.separation.model import AVSGS, load_separator
 
 
 def layers(model: AVSGS, batch) -> dict[str, torch.Tensor]:
-    """Node features ``(|V|, D)`` of ``batch`` at the input and after each encoder layer."""
+    """Node features ``(|V|, D)`` of ``batch`` at the input and after each encoder layer (an
+    ablated layer is left out)."""
     enc = model.encoder
+    _, (h, g) = enc.encode(batch.x, batch.edge_index, batch.batch)
     out = {"input": batch.x, "mlp": enc.mlp(batch.x)}
-    h = out["mlp"]
     if enc.gat is not None:
-        h = out["gat"] = torch.relu(enc.gat(h, batch.edge_index))
+        out["gat"] = h
     if enc.edge is not None:
-        out["edgeconv"] = enc.edge(h, batch.edge_index)
+        out["edgeconv"] = g
     return out
 
 

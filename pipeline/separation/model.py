@@ -130,9 +130,9 @@ class AVSGS(nn.Module):
             node_channels, hidden, hidden, heads, aggr, readout, gat, edgeconv, residual
         )
         self.subgraph_context = subgraph_context
-        width = (self.encoder.out_channels if subgraph_context or not subgraphs else 0) + (
-            hidden if subgraphs else 0
-        )
+        width = self.encoder.out_channels  # eq. 1: zeta
+        if subgraphs:  # the principal node's EdgeConv feature, after its sub-graph's readout
+            width = hidden + (width if subgraph_context else 0)
         self.empty = nn.Parameter(torch.randn(width) * 0.02) if subgraphs else None
         self.conditioner = RecurrentConditioner(
             width, channels, self.n_outputs, normalize, gru, per_output=subgraphs
@@ -152,7 +152,7 @@ class AVSGS(nn.Module):
     def embed(self, graphs) -> torch.Tensor:
         """Embeddings ``(G, N + 1, d)`` of a PyG batch of ``G`` graphs."""
         zeta, nodes = self.encoder.encode(graphs.x, graphs.edge_index, graphs.batch)
-        if self.empty is None:
+        if not self.conditioner.per_output:  # eq. 1
             return self.conditioner(zeta)
         return self.conditioner(self.subgraph_embeddings(graphs, nodes))
 
@@ -160,7 +160,8 @@ class AVSGS(nn.Module):
         """Each output's sub-graph embedding ``(G, N + 1, out_channels + hidden)``: for slot
         ``i`` the readout of principal object ``i`` and its context nodes (the nodes whose
         ``slot`` is ``i``) and the principal node's EdgeConv feature; for the last, the same of
-        the background node; a slot with no object gets a learned vector."""
+        the background node; a slot with no object gets a learned vector. Without
+        ``subgraph_context``, ``(G, N + 1, hidden)``: the EdgeConv features alone."""
         _, g = nodes
         s, n = self.n_outputs, int(graphs.num_graphs)
         background = graphs.role == ROLE_BACKGROUND
