@@ -100,6 +100,9 @@ class TrainParams:
             the same length.
         schedule: ``step`` (the paper's: ``lr_step``, ``lr_gamma``) or ``cosine`` (the rates
             fall along a half cosine from their value to 0 at ``steps``).
+        gain: ``[low, high]``: each training clip's window is scaled by a gain drawn uniformly
+            from this range before mixing (the released code: [0.5, 1.5]; the paper does not
+            say); ``[1, 1]`` mixes the clips at their own levels. Validation never scales.
     """
 
     recipe: Literal["paper", "reference"]
@@ -122,6 +125,7 @@ class TrainParams:
     threads: int
     window: int = 65535
     schedule: Literal["step", "cosine"] = "step"
+    gain: list[float] = (1.0, 1.0)
 
     def __post_init__(self) -> None:
         for key in (
@@ -138,6 +142,8 @@ class TrainParams:
                 raise ValueError(f"{key} must be >= 1")
         if self.val_mixtures < 1 or self.workers < 0:
             raise ValueError("val_mixtures must be >= 1 and workers >= 0")
+        if len(self.gain) != 2 or not 0 < self.gain[0] <= self.gain[1]:
+            raise ValueError(f"gain must be [low, high] with 0 < low <= high, got {self.gain}")
 
 
 LATER_OPTIONS = ("residual", "subgraph_context")
@@ -252,6 +258,8 @@ def _state_key(
     volatile = {"workers", "checkpoint_every", "log_every"}  # do not change the weights
     if params.schedule == "step":  # nor does the step count, unless the schedule spans it
         volatile.add("steps")
+    if tuple(params.gain) == (1.0, 1.0):  # added later: at its "off" value, states made
+        volatile.add("gain")  # before it keep their key
     kept = {k: v for k, v in dataclasses.asdict(params).items() if k not in volatile}
     blob = json.dumps(
         {"config": config, "shapes": shapes, "train": kept, "seed": seed, "data": data_sha},
@@ -383,7 +391,13 @@ def train(
         else []
     )
     dataset = MixtureDataset(
-        graphs, audio, splits["train"], cfg.samples, (seed, 0), params.steps * params.batch_size
+        graphs,
+        audio,
+        splits["train"],
+        cfg.samples,
+        (seed, 0),
+        params.steps * params.batch_size,
+        tuple(params.gain),
     )
     end = params.steps if stop_after is None else min(params.steps, start + stop_after)
     loader = torch.utils.data.DataLoader(
