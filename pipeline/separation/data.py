@@ -42,6 +42,13 @@ def draw_pair(
     return a, b
 
 
+def check_gain(gain) -> tuple[float, float]:
+    """A gain range ``(low, high)`` as floats, or a ``ValueError`` saying what a range must be."""
+    if len(gain) != 2 or not 0 < gain[0] <= gain[1]:
+        raise ValueError(f"gain must be a range [low, high] with 0 < low <= high, got {gain}")
+    return float(gain[0]), float(gain[1])
+
+
 def draw_start(rng: np.random.Generator, n_samples: int, window: int) -> int:
     return int(rng.integers(0, max(1, n_samples - window + 1)))
 
@@ -72,8 +79,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         length: int,
         gain: tuple[float, float] = (1.0, 1.0),
     ):
-        if len(gain) != 2 or not 0 < gain[0] <= gain[1]:
-            raise ValueError(f"gain must be a range (low, high) with 0 < low <= high, got {gain}")
+        self.gain = check_gain(gain)
         missing = [c for c in clip_ids if c not in audio]
         if missing:
             raise ValueError(
@@ -85,7 +91,6 @@ class MixtureDataset(torch.utils.data.Dataset):
         self.clip_ids = sorted(clip_ids)
         self.labels = clip_labels(graphs, self.clip_ids)
         self.window, self.seed, self.length = window, seed, length
-        self.gain = (float(gain[0]), float(gain[1]))
 
     def __len__(self) -> int:
         return self.length

@@ -29,7 +29,13 @@ from pipeline.errors import PipelineError
 from pipeline.graphs.store import GraphStore
 from pipeline.separation.audio_store import AudioStore
 from pipeline.separation.bss import Unscorable, bss_eval
-from pipeline.separation.data import MixtureDataset, collate, load_item, validation_pairs
+from pipeline.separation.data import (
+    MixtureDataset,
+    check_gain,
+    collate,
+    load_item,
+    validation_pairs,
+)
 from pipeline.separation.model import PRESETS, SEPARATORS, build_separator, save_separator
 from pipeline.separation.spectrogram import SpecConfig
 from pipeline.separation.step import RECIPES, compute_losses, separate
@@ -142,11 +148,14 @@ class TrainParams:
                 raise ValueError(f"{key} must be >= 1")
         if self.val_mixtures < 1 or self.workers < 0:
             raise ValueError("val_mixtures must be >= 1 and workers >= 0")
-        if len(self.gain) != 2 or not 0 < self.gain[0] <= self.gain[1]:
-            raise ValueError(f"gain must be [low, high] with 0 < low <= high, got {self.gain}")
+        check_gain(self.gain)
 
 
-LATER_OPTIONS = ("residual", "subgraph_context")
+# Options added after states and checkpoints were made: at their default (the model and the
+# training as they were before the option) they are left out of the model's config and of the
+# training state's key, so what was made before them stays valid.
+LATER_OPTIONS = ("residual", "subgraph_context")  # model
+LATER_TRAIN_OPTIONS = ("gain",)
 
 
 def model_config(
@@ -185,9 +194,7 @@ def model_config(
             f"model.name {params.name!r} is not a separator; known: {', '.join(sorted(SEPARATORS))}"
         )
     takes = inspect.signature(SEPARATORS[params.name]).parameters  # a baseline takes fewer
-    # Options added after models were trained are left out at their default (which is the model
-    # as it was), so the training states and checkpoints made before them stay valid.
-    return {
+    return {  # LATER_OPTIONS at their default are left out
         k: v
         for k, v in config.items()
         if k in takes and not (k in LATER_OPTIONS and v == takes[k].default)
@@ -258,8 +265,8 @@ def _state_key(
     volatile = {"workers", "checkpoint_every", "log_every"}  # do not change the weights
     if params.schedule == "step":  # nor does the step count, unless the schedule spans it
         volatile.add("steps")
-    if tuple(params.gain) == (1.0, 1.0):  # added later: at its "off" value, states made
-        volatile.add("gain")  # before it keep their key
+    defaults = {f.name: f.default for f in dataclasses.fields(params)}  # (sequences, as tuples)
+    volatile |= {k for k in LATER_TRAIN_OPTIONS if tuple(getattr(params, k)) == tuple(defaults[k])}
     kept = {k: v for k, v in dataclasses.asdict(params).items() if k not in volatile}
     blob = json.dumps(
         {"config": config, "shapes": shapes, "train": kept, "seed": seed, "data": data_sha},

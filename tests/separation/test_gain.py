@@ -50,10 +50,14 @@ def test_validation_mixtures_are_never_scaled(stores):
 
 @pytest.mark.parametrize("gain", [(0.0, 1.0), (1.5, 0.5), (1.0,), (-1.0, 1.0)])
 def test_a_bad_gain_range_is_refused(stores, gain):
-    with pytest.raises(ValueError, match="gain must be a range"):
+    with pytest.raises(
+        ValueError, match=r"gain must be a range \[low, high\] with 0 < low <= high"
+    ):
         _datasets(stores, gain)
     section = {**dataclasses.asdict(PARAMS), "gain": list(gain)}
-    with pytest.raises(ParamsError, match=r"params.yaml: train: gain must be \[low, high\]"):
+    with pytest.raises(
+        ParamsError, match=r"params.yaml: train: gain must be a range \[low, high\]"
+    ):
         parse(TrainParams, section, "train")
 
 
