@@ -52,7 +52,8 @@ def store_times(n_clips: int = 1000, frames: int = 20, boxes: int = 20, dim: int
     for cid in ids:
         write_part(tmp / "parts", cid, part, "k")
     t0 = time.perf_counter()
-    build_store(tmp / "d.zarr", tmp / "parts", ids, "k", {"class_names": []}, frames, boxes, dim)
+    keys = dict.fromkeys(ids, "k")
+    build_store(tmp / "d.zarr", tmp / "parts", ids, keys, {"class_names": []}, frames, boxes, dim)
     write = time.perf_counter() - t0
     store = DetectionStore(tmp / "d.zarr")
     order = rng.permutation(ids)[:200]

@@ -101,3 +101,30 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def load_torch(path: str | Path, what: str, remedy: str) -> Any:
+    """``torch.load`` of a file this project wrote (tensors and plain containers only), with a
+    failure reported as :class:`~pipeline.errors.PipelineError` naming the file, what it should
+    be and what to do; never by suggesting to unpickle arbitrary objects.
+
+    Args:
+        what: what the file should hold, e.g. ``"training state"``.
+        remedy: what the user should do, e.g. ``"delete it to start training afresh"``.
+    """
+    import torch
+
+    from pipeline.errors import PipelineError
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # truncated, corrupt or foreign: torch raises many kinds
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in first or "Weights only" in first:
+            first = "it holds objects other than tensors and plain containers"
+        raise PipelineError(
+            f"{path}: not a readable {what} ({type(err).__name__}: {first[:200]}); {remedy}"
+        ) from None

@@ -31,10 +31,18 @@ class BaseParams:
     Args:
         seed: drives Python, NumPy and torch randomness in every stage.
         sample_rate: the audio rate of every stage after the source, Hz (the paper: 11,025).
+        device: where detect, graphs, train and evaluate run: ``auto`` (CUDA when a GPU is
+            visible), ``cpu``, ``cuda`` or ``cuda:N`` (:mod:`pipeline.device`).
     """
 
     seed: int
     sample_rate: int
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        from pipeline.device import check_device_name
+
+        check_device_name(self.device)
 
 
 def _type_name(tp: Any) -> str:

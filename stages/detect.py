@@ -6,7 +6,7 @@ Runs as one process, or sharded: ``torchrun --nproc_per_node=N stages/detect.py 
 from pipeline import io, stage
 from pipeline.detection.run import DetectParams, detect_all
 
-PARAMS = {"detect": DetectParams}
+PARAMS = {"base.device": str, "detect": DetectParams}
 
 
 def add_args(parser):
@@ -26,6 +26,7 @@ def body(params, args):
         params["detect"],
         args.out,
         args.parts,
+        device=params["base.device"],
     )
     if metrics is not None:  # rank 0
         io.write_json(args.metrics, metrics)

@@ -6,7 +6,7 @@ from pipeline.evaluation.report import write_report
 from pipeline.evaluation.run import EvaluateParams, evaluate_all, write_outputs
 from pipeline.graphs.store import GraphStore
 
-PARAMS = {"base.seed": int, "evaluate": EvaluateParams}
+PARAMS = {"base.seed": int, "base.device": str, "evaluate": EvaluateParams}
 
 
 def add_args(parser):
@@ -30,6 +30,7 @@ def body(params, args):
         params["evaluate"],
         seed=params["base.seed"],
         stems_dir=args.stems,
+        device=params["base.device"],
     )
     write_outputs(result, args.pairs, args.scores)
     write_report(

@@ -5,12 +5,12 @@ from pipeline.graphs.build import GraphsParams
 from pipeline.graphs.class_map import ClassMapParams
 from pipeline.graphs.run import build_all
 
-PARAMS = {"base.seed": int, "graphs": GraphsParams, "class_map": ClassMapParams}
+PARAMS = {"base.seed": int, "base.device": str, "graphs": GraphsParams, "class_map": ClassMapParams}
 
 
 def add_args(parser):
     parser.add_argument("--detections", required=True, help="the detections store (.zarr)")
-    parser.add_argument("--manifest", required=True, help="the labels manifest")
+    parser.add_argument("--status", required=True, help="the download status manifest")
     parser.add_argument("--detector", help="the detector checkpoint (background: random_crop)")
     parser.add_argument("--media", help="the downloaded media folder (background: random_crop)")
     parser.add_argument("--cache", help="background-crop features (persistent, resumable)")
@@ -22,7 +22,7 @@ def add_args(parser):
 def body(params, args):
     metrics, sizes = build_all(
         args.detections,
-        list(io.read_jsonl(args.manifest)),
+        list(io.read_jsonl(args.status)),
         params["graphs"],
         params["class_map"],
         args.out,
@@ -30,6 +30,7 @@ def body(params, args):
         detector=args.detector,
         media_dir=args.media,
         cache_dir=args.cache,
+        device=params["base.device"],
     )
     io.write_json(args.metrics, metrics)
     io.write_csv(args.sizes, sizes, ["nodes", "graphs"])

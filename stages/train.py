@@ -4,7 +4,13 @@
 from pipeline import io, stage
 from pipeline.separation.train import ModelParams, TrainParams, train
 
-PARAMS = {"base.seed": int, "base.sample_rate": int, "model": ModelParams, "train": TrainParams}
+PARAMS = {
+    "base.seed": int,
+    "base.sample_rate": int,
+    "base.device": str,
+    "model": ModelParams,
+    "train": TrainParams,
+}
 
 
 def add_args(parser):
@@ -27,6 +33,7 @@ def body(params, args):
         state_path=args.state,
         model_out=args.out,
         live_dir=args.live,
+        device=params["base.device"],
     )
     if metrics is not None:  # rank 0
         io.write_json(args.metrics, metrics)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import torch
 
+from pipeline import io
 from pipeline.detection.model import build, save_checkpoint
 from pipeline.detection.train import average_precision, load_frames, predict, train_detector
 from pipeline.errors import PipelineError
@@ -139,7 +140,10 @@ def make_file(params: FileParams, out: Path, **_: Any) -> dict[str, Any]:
             f"{path}: does not load into {params.architecture} with {len(classes)} classes "
             f"(+ background): {err}"
         ) from err
-    save_checkpoint(out, model, arch, [BACKGROUND, *classes], {"kind": "file", "path": str(path)})
+    # the file's name and hash, not its path: the checkpoint's bytes must not depend on where
+    # the user keeps the file
+    origin = {"kind": "file", "name": path.name, "sha256": io.sha256_file(path)}
+    save_checkpoint(out, model, arch, [BACKGROUND, *classes], origin)
     return {"kind": "file"}
 
 

@@ -165,9 +165,9 @@ def load_checkpoint(path: str | Path) -> tuple[FasterRCNN, dict[str, Any]]:
     if not path.is_file():
         raise CheckpointError(f"{path}: detector checkpoint not found; run `dvc repro detector`")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file
-        raise CheckpointError(f"{path}: not a readable detector checkpoint ({err})") from err
+        state = io.load_torch(path, "detector checkpoint", "rebuild it: `dvc repro -f detector`")
+    except PipelineError as err:
+        raise CheckpointError(str(err)) from None
     if state.get("kind") != "detector" or state.get("schema_version") != CHECKPOINT_SCHEMA:
         raise CheckpointError(
             f"{path}: detector checkpoint schema {state.get('schema_version')!r}, this code reads "

@@ -23,6 +23,7 @@ from pipeline.detection.model import load_checkpoint
 from pipeline.detection.proposals import CLASS_NAMES, propose_frames
 from pipeline.detection.store import (
     build_store,
+    clip_key,
     empty_frames,
     params_key,
     part_frames,
@@ -30,6 +31,7 @@ from pipeline.detection.store import (
     write_part,
 )
 from pipeline.detection.train import to_tensor
+from pipeline.device import model_device, resolve_device
 from pipeline.distributed import rank_and_world
 from pipeline.errors import PipelineError
 
@@ -93,7 +95,8 @@ def sample_frames(video: Path, fps: float) -> tuple[np.ndarray, np.ndarray]:
 
 def detect_clip(model, video: Path, params: DetectParams) -> dict[str, np.ndarray]:
     """The ``FIELDS`` arrays of one clip, ``(T, K, ...)``, padded to ``max_boxes`` (``model``
-    None: the proposals backend)."""
+    None: the proposals backend); frames go to the model's device, results come back to the
+    CPU."""
     frames, times = sample_frames(video, params.fps)
     if params.backend == "proposals":
         found = propose_frames(frames, params.max_boxes, params.crop, params.proposal_side)
@@ -102,11 +105,13 @@ def detect_clip(model, video: Path, params: DetectParams) -> dict[str, np.ndarra
     t = len(frames)
     dim = model.roi_heads.box_head.fc7.out_features
     out = {**empty_frames(t, k, dim), "times": times}
+    device = model_device(model)
     for s in range(0, t, params.batch_size):
         dets = detect_with_features(
-            model, [to_tensor(f) for f in frames[s : s + params.batch_size]]
+            model, [to_tensor(f).to(device) for f in frames[s : s + params.batch_size]]
         )
         for j, det in enumerate(dets):
+            det = {key: v.cpu() for key, v in det.items()}
             keep = (det["scores"] >= params.min_score).nonzero().flatten()[:k]
             n = len(keep)
             out["boxes"][s + j, :n] = det["boxes"][keep].numpy()
@@ -124,8 +129,10 @@ def detect_all(
     params: DetectParams,
     store_path: str | Path,
     parts_dir: str | Path,
+    device: str = "auto",
 ) -> dict[str, Any] | None:
-    """Detect every ``ok`` clip; returns the metrics on rank 0 (None on other ranks)."""
+    """Detect every ``ok`` clip; returns the metrics on rank 0 (None on other ranks).
+    ``device``: ``base.device``."""
     torch.set_num_threads(params.threads)
     rank, world = rank_and_world()
     if params.backend == "proposals":
@@ -134,6 +141,7 @@ def detect_all(
         dim = 3 * params.crop**2
     else:
         model, meta = load_checkpoint(checkpoint)
+        model.to(resolve_device(device, rank))
         sha = io.sha256_file(checkpoint)
         dim = model.roi_heads.box_head.fc7.out_features
     key = params_key(sha, params.record())
@@ -142,16 +150,22 @@ def detect_all(
     failed: dict[str, str] = {}
     done = 0
     for cid in tqdm(mine, desc=f"detect[{rank}]", unit="clip", mininterval=2, disable=rank > 0):
-        if read_part(parts_dir, cid, key) is not None:
+        video = Path(media_dir) / cid / "video.mp4"
+        if not video.is_file():
+            failed[cid] = f"{video} is missing"
+            log.warning("detect: %s skipped: %s", cid, failed[cid])
+            continue
+        ck = clip_key(key, io.sha256_file(video))
+        if read_part(parts_dir, cid, ck) is not None:
             done += 1
             continue
         try:
-            result = detect_clip(model, Path(media_dir) / cid / "video.mp4", params)
+            result = detect_clip(model, video, params)
         except media.MediaError as err:  # a corrupt video: recorded and skipped
             failed[cid] = str(err).splitlines()[-1][:300]
             log.warning("detect: %s skipped: %s", cid, failed[cid])
             continue
-        write_part(parts_dir, cid, result, key)
+        write_part(parts_dir, cid, result, ck)
     io.write_json(Path(parts_dir) / f"failed.rank{rank}.json", failed)
     if world > 1:
         torch.distributed.barrier()
@@ -163,11 +177,12 @@ def detect_all(
     if not stored:
         raise PipelineError("detect: no clip could be read; see the warnings above")
     n_frames = max(part_frames(parts_dir, c) for c in stored)  # build_store reads them whole
+    keys = {c: clip_key(key, io.sha256_file(Path(media_dir) / c / "video.mp4")) for c in stored}
     build_store(
         store_path,
         parts_dir,
         stored,
-        key,
+        keys,
         attrs={
             "class_names": meta["class_names"],
             "detector": {"architecture": meta["architecture"], "sha256": sha},

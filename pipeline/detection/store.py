@@ -12,8 +12,10 @@ Layout of ``detections.zarr`` (``docs/data-formats.md``), ``C`` clips, ``T`` fra
     attrs: schema_version, clip_ids, class_names, detector (architecture, sha256), params
 
 Parts: while detecting, each clip is written to ``<parts>/<clip_id>.npz`` (atomically) with a key
-of the detector and params; a rerun skips clips whose part has the current key. The store is built
-from the parts in one pass, into a temporary folder renamed into place.
+of the detector, the params and the clip's video bytes (:func:`clip_key`); a rerun skips clips
+whose part has the current key, so a re-cut clip (a new ``download.size``, replaced media) is
+detected again. The store is built from the parts in one pass, into a temporary folder renamed
+into place.
 """
 
 from __future__ import annotations
@@ -83,14 +85,15 @@ def build_store(
     path: str | Path,
     parts_dir: str | Path,
     clip_ids: list[str],
-    key: str,
+    keys: dict[str, str],
     attrs: dict[str, Any],
     n_frames: int,
     max_boxes: int,
     feature_dim: int,
     shard_clips: int = 100,
 ) -> None:
-    """Merge the parts of ``clip_ids`` (in this order) into a new store at ``path``."""
+    """Merge the parts of ``clip_ids`` (in this order; ``keys``: each one's part key) into a new
+    store at ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -121,7 +124,7 @@ def build_store(
         ids = clip_ids[start : start + shard]
         block = {name: np.full((len(ids), *s), f, dtype=d) for name, (s, d, f) in shapes.items()}
         for i, cid in enumerate(ids):
-            part = read_part(parts_dir, cid, key)
+            part = read_part(parts_dir, cid, keys[cid])
             if part is None:
                 raise StoreError(f"{parts_dir}/{cid}.npz: missing or stale part; rerun detect")
             t = len(part["counts"])
@@ -140,8 +143,14 @@ class DetectionStore:
         self.path = Path(path)
         if not (self.path / "zarr.json").is_file():
             raise StoreError(f"{self.path}: no detections store here; run `dvc repro detect`")
-        self.group = zarr.open_group(str(self.path), mode="r")
-        version = self.group.attrs.get("schema_version")
+        try:
+            self.group = zarr.open_group(str(self.path), mode="r")
+            version = self.group.attrs.get("schema_version")
+        except Exception as err:  # a corrupt zarr.json: zarr raises several kinds
+            raise StoreError(
+                f"{self.path}: not a readable detections store ({type(err).__name__}: {err}); "
+                "delete it and rebuild it with `dvc repro -f detect`"
+            ) from None
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path}: detections store schema_version {version!r}, this code reads "
@@ -160,11 +169,23 @@ class DetectionStore:
         if clip_id not in self.index:
             raise KeyError(f"{clip_id} is not in {self.path}")
         i = self.index[clip_id]
-        out = {name: self.group[name][i] for name in FIELDS}
+        try:
+            out = {name: np.asarray(self.group[name][i]) for name in FIELDS}
+        except Exception as err:  # a corrupt or missing shard: zarr raises several kinds
+            raise StoreError(
+                f"{self.path}: clip {clip_id} (index {i}) cannot be read "
+                f"({type(err).__name__}: {str(err)[:200]}); the store is damaged: delete it and "
+                "rebuild it with `dvc repro -f detect`"
+            ) from None
         valid = ~np.isnan(out["times"])
         return {k: v[valid] for k, v in out.items()}
 
 
-def params_key(detector_sha256: str, params: dict[str, Any]) -> str:
-    """What a part must have been made with to be reused."""
+def params_key(detector_sha256: str | None, params: dict[str, Any]) -> str:
+    """What every part must have been made with to be reused: the detector and the params."""
     return json.dumps({"detector": detector_sha256, "params": params}, sort_keys=True)
+
+
+def clip_key(key: str, media_sha256: str) -> str:
+    """One clip's part key: :func:`params_key` and the sha256 of the video it was made from."""
+    return json.dumps({"run": key, "media": media_sha256}, sort_keys=True)

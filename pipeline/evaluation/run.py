@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline import io
+from pipeline.device import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.evaluation.pairs import test_pairs
 from pipeline.evaluation.separate import separate_clip, separate_pair
@@ -92,11 +93,14 @@ def evaluate_all(
     *,
     seed: int,
     stems_dir: str | Path | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Score every pair; returns ``pairs`` (the fixed list), ``rows`` (per pair), ``metrics``,
-    ``examples`` (separated audio of the first ``report_examples`` scored pairs)."""
+    ``examples`` (separated audio of the first ``report_examples`` scored pairs). ``device``:
+    ``base.device``."""
     torch.set_num_threads(params.threads)
     model, meta = load_separator(model_path)
+    model.to(resolve_device(device))
     recipe, cfg = RECIPES[meta["recipe"]], SpecConfig(**meta["spec"])
     graphs, audio = GraphStore(graphs_path), AudioStore(audio_path)
     if graphs.label_names != meta["label_names"]:

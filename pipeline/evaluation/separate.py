@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from pipeline.device import model_device
 from pipeline.separation.spectrogram import SpecConfig, apply_mask, log_freq_magnitude
 from pipeline.separation.step import Recipe, separate
 
@@ -70,13 +71,14 @@ def separate_pair(
     length, window = wav.shape[-1], cfg.samples
     starts = window_starts(length, window, window // 2)
     chunks = _cut(wav, starts, window)  # (K, 2, W)
+    device = model_device(model)
     video, slots = [], []
     for i in range(0, len(chunks), batch):
-        part = torch.from_numpy(chunks[i : i + batch])
-        g = Batch.from_data_list(graphs * len(part))
+        part = torch.from_numpy(chunks[i : i + batch]).to(device)
+        g = Batch.from_data_list(graphs * len(part)).to(device)
         out = separate(model, part, g, recipe, cfg, consistent)
-        video.append(out["video"].double().numpy())
-        slots.append(out["slots"].double().numpy())
+        video.append(out["video"].double().cpu().numpy())
+        slots.append(out["slots"].double().cpu().numpy())
     w = fade(window, window // 4)
     scale = 0.5 if recipe.mixture == "mean" else 1.0
     parts = wav.astype(np.float64) * scale
@@ -99,13 +101,15 @@ def separate_clip(
     length, window = mix.shape[-1], cfg.samples
     starts = window_starts(length, window, window // 2)
     chunks = _cut(mix, starts, window)  # (K, W)
+    device = model_device(model)
     outs = []
     for i in range(0, len(chunks), batch):
-        part = torch.from_numpy(chunks[i : i + batch])
+        part = torch.from_numpy(chunks[i : i + batch]).to(device)
         spec, mag = log_freq_magnitude(part, cfg)
         k = len(part)
-        masks = model(mag, Batch.from_data_list([graph] * k), torch.arange(k))["masks"]
+        graphs = Batch.from_data_list([graph] * k).to(device)
+        masks = model(mag, graphs, torch.arange(k, device=device))["masks"]
         s = masks.shape[1]
         est = apply_mask(spec.repeat_interleave(s, 0), masks.flatten(0, 1), cfg, window)
-        outs.append(est.view(k, s, window).double().numpy())
+        outs.append(est.view(k, s, window).double().cpu().numpy())
     return overlap_add(np.concatenate(outs), starts, length, fade(window, window // 4))

@@ -2,8 +2,13 @@
 
 The random-crop background node needs the clip's frame and the detector that made the
 detections (so its feature lives in the same space as the boxes'); each crop's feature is cached
-per clip in a persistent folder, keyed by the detector and the crop settings, so a killed or
-re-parametrised run (say a new ``graphs.iou``) does not embed them again.
+per clip in a persistent folder, keyed by the detector, the crop settings and the clip's video
+bytes, so a killed or re-parametrised run (say a new ``graphs.iou``) does not embed them again,
+and a re-cut clip is embedded afresh.
+
+Each clip's principal objects and split come from the download stage's status manifest: it holds
+one row per downloaded clip, including the 10 s clips cut from a whole video (MUSIC), which the
+labels manifest (one row per video) does not.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from tqdm import tqdm
 
 from pipeline import io, media
 from pipeline.detection.store import DetectionStore
+from pipeline.device import resolve_device
 from pipeline.errors import PipelineError
 from pipeline.graphs.build import (
     BACKGROUND,
@@ -48,7 +54,9 @@ class CropEmbedder:
     """Random-crop background nodes: the crop of a sampled frame through the detector's box head,
     cached per clip in ``cache_dir``."""
 
-    def __init__(self, checkpoint, store: DetectionStore, media_dir, cache_dir, params, seed):
+    def __init__(
+        self, checkpoint, store: DetectionStore, media_dir, cache_dir, params, seed, device="cpu"
+    ):
         from pipeline.detection.model import load_checkpoint
 
         # proposals: a crop's feature is its pixels, as the proposals' are (no detector)
@@ -68,6 +76,8 @@ class CropEmbedder:
                     f"(sha256 {sha[:12]} vs {made_by[:12]}); rerun `dvc repro detect`"
                 )
             self.model, _ = load_checkpoint(checkpoint)
+            self.model.to(device)
+        self.device = torch.device(device)
         self.fps = float(store.attrs["params"]["fps"])
         self.media_dir, self.cache_dir = Path(media_dir), Path(cache_dir)
         self.params, self.seed = params, seed
@@ -76,8 +86,16 @@ class CropEmbedder:
             sort_keys=True,
         )
 
+    def clip_key(self, clip_id: str) -> str:
+        """The cache key of one clip: the settings and the sha256 of its video."""
+        video = self.media_dir / clip_id / "video.mp4"
+        if not video.is_file():
+            raise media.MediaError(f"{video}: missing")
+        return json.dumps({"run": self.key, "media": io.sha256_file(video)}, sort_keys=True)
+
     def __call__(self, clip_id: str, n_frames: int) -> dict[str, np.ndarray]:
-        cached = self._cached(clip_id)
+        key = self.clip_key(clip_id)
+        cached = self._cached(clip_id, key)
         if cached is not None:
             return cached
         from pipeline.detection.infer import box_features
@@ -93,19 +111,20 @@ class CropEmbedder:
         if self.crop:
             x = crop_pixels(frames[t], box[None], self.crop)[0]
         else:
-            x = box_features(self.model, to_tensor(frames[t]), torch.from_numpy(box)[None])[0]
-            x = x.numpy()
+            image = to_tensor(frames[t]).to(self.device)
+            boxes = torch.from_numpy(box)[None].to(self.device)
+            x = box_features(self.model, image, boxes)[0].cpu().numpy()
         out = {"frame": np.int16(t), "box": box, "x": x.astype(np.float16)}
         path = self.cache_dir / f"{clip_id}.npz"
         with io.atomic_path(path) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, key=np.array(self.key), **out)
+            np.savez(fh, key=np.array(key), **out)
         return out
 
-    def _cached(self, clip_id: str) -> dict[str, np.ndarray] | None:
+    def _cached(self, clip_id: str, key: str) -> dict[str, np.ndarray] | None:
         path = self.cache_dir / f"{clip_id}.npz"
         try:
             with np.load(path, allow_pickle=False) as z:
-                if str(z["key"]) == self.key:
+                if str(z["key"]) == key:
                     return {k: z[k] for k in ("frame", "box", "x")}
         except (OSError, ValueError, KeyError):
             pass  # missing, stale or corrupt: embed again
@@ -131,7 +150,7 @@ def nodes_of(
 
 def build_all(
     detections: str | Path,
-    manifest: list[dict[str, Any]],
+    status: list[dict[str, Any]],
     params: GraphsParams,
     class_map: ClassMapParams,
     out: str | Path,
@@ -140,20 +159,24 @@ def build_all(
     detector: str | Path | None = None,
     media_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    device: str = "auto",
 ) -> tuple[dict[str, Any], list[dict[str, int]]]:
     """Build and write the graph store; returns the metrics and the graph-size histogram rows.
 
-    ``detector``, ``media_dir`` and ``cache_dir`` are needed for ``background: random_crop``.
+    ``status``: the download stage's rows (clip id, split, principal objects of every clip).
+    ``detector``, ``media_dir`` and ``cache_dir`` are needed for ``background: random_crop``;
+    ``device`` is ``base.device``.
     """
     torch.set_num_threads(params.threads)
     store = DetectionStore(detections)
     resolved = resolve(class_map, store.class_names)
-    labels = {r["clip_id"]: r for r in manifest}
+    labels = {r["clip_id"]: r for r in status if r.get("status") == "ok"}
     missing = [c for c in store.clip_ids if c not in labels]
     if missing:
         raise PipelineError(
-            f"{len(missing)} clips of {store.path} have no labels (first: {missing[0]}); "
-            "the detections and the labels manifest are out of step: run `dvc repro`"
+            f"{len(missing)} clips of {store.path} are not ok in the download status manifest "
+            f"(first: {missing[0]}); the detections and the downloads are out of step: run "
+            "`dvc repro`"
         )
     unmapped = sorted(
         {
@@ -173,7 +196,9 @@ def build_all(
     if params.background == "random_crop":
         if detector is None or media_dir is None or cache_dir is None:
             raise PipelineError("graphs.background random_crop needs --detector, --media, --cache")
-        embed = CropEmbedder(detector, store, media_dir, cache_dir, params, seed)
+        embed = CropEmbedder(
+            detector, store, media_dir, cache_dir, params, seed, resolve_device(device)
+        )
     graphs, skipped = [], []
     for cid in tqdm(store.clip_ids, desc="graphs", unit="clip", mininterval=2):
         row = labels[cid]

@@ -98,10 +98,11 @@ def write_store(
             )
 
 
-def complete_edges(n: int) -> torch.Tensor:
+def complete_edges(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """``edge_index (2, n * (n - 1))`` of the complete directed graph on ``n`` nodes, no self
     loops, sources in order: ``[[0, 0, ..., 1, ...], [1, 2, ..., 0, ...]]``."""
-    src, dst = torch.meshgrid(torch.arange(n), torch.arange(n), indexing="ij")
+    nodes = torch.arange(n, device=device)
+    src, dst = torch.meshgrid(nodes, nodes, indexing="ij")
     keep = src != dst
     return torch.stack([src[keep], dst[keep]])
 

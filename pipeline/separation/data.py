@@ -135,7 +135,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "wav": torch.stack([it["wav"] for it in items]),
         "graphs": Batch.from_data_list([g for it in items for g in it["graphs"]]),
-        "mixture": torch.arange(len(items)).repeat_interleave(2),
+        "mixture": torch.arange(len(items), device="cpu").repeat_interleave(2),
         "clip_ids": [it["clip_ids"] for it in items],
     }
 

@@ -16,11 +16,14 @@ import torch.nn.functional as F
 @lru_cache(maxsize=32)
 def permutations(n: int, fix_last: bool = False) -> torch.Tensor:
     """All permutations of ``range(n)`` as ``(n!, n)``; with ``fix_last`` only those that keep the
-    last element (the background) in place, as the released code's swap of foreground slots."""
+    last element (the background) in place, as the released code's swap of foreground slots.
+    Cached on the CPU; callers move it to their device."""
+    cpu = torch.device("cpu")
     if fix_last:
-        rest = permutations(n - 1) if n > 1 else torch.zeros((1, 0), dtype=torch.long)
-        return torch.cat([rest, torch.full((len(rest), 1), n - 1)], 1)
-    return torch.tensor(list(itertools.permutations(range(n))), dtype=torch.long).view(-1, n)
+        rest = permutations(n - 1) if n > 1 else torch.zeros((1, 0), dtype=torch.long, device=cpu)
+        return torch.cat([rest, torch.full((len(rest), 1), n - 1, device=cpu)], 1)
+    perms = list(itertools.permutations(range(n)))
+    return torch.tensor(perms, dtype=torch.long, device=cpu).view(-1, n)
 
 
 def pit_cross_entropy(
@@ -46,7 +49,10 @@ def pit_cross_entropy(
     s = targets.shape[1]
     # ce[g, i, c] = -log p_i(l_c): output i judged against slot c's class
     ce = -logp.gather(2, targets[:, None, :].expand(-1, s, -1))
-    cost = ce[:, perms, torch.arange(s)].sum(-1)  # (G, P): output perms[p, c] for slot c
+    perms = perms.to(ce.device)
+    cost = ce[:, perms, torch.arange(s, device=ce.device)].sum(
+        -1
+    )  # (G, P): output perms[p, c] for slot c
     return cost.min(1).values
 
 
@@ -101,5 +107,5 @@ def orthogonality_batch_cosine(y: torch.Tensor) -> torch.Tensor:
     """The released code's form: the square of the batch-mean cosine similarity between a video's
     embeddings (over all pairs ``i < j``)."""
     yn = F.normalize(y, dim=-1)
-    i, j = torch.triu_indices(y.shape[1], y.shape[1], offset=1)
+    i, j = torch.triu_indices(y.shape[1], y.shape[1], offset=1, device=y.device)
     return (yn[:, i] * yn[:, j]).sum(-1).mean().pow(2)

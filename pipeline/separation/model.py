@@ -212,12 +212,14 @@ def save_separator(path: str | Path, model: nn.Module, extra: dict[str, Any]) ->
         torch.save(payload, fh)
 
 
-def load_separator(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_separator(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The separator in eval mode and the checkpoint's other entries."""
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"{path}: no separator checkpoint here; run `dvc repro train`")
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    payload = io.load_torch(
+        path, "separator checkpoint", "delete it and rerun `dvc repro train` to write it again"
+    )
     if payload.get("schema_version") != CHECKPOINT_SCHEMA:
         raise PipelineError(
             f"{path}: separator checkpoint schema {payload.get('schema_version')!r}, this code "

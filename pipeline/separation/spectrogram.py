@@ -64,9 +64,9 @@ def to_log_freq(mag: torch.Tensor, cfg: SpecConfig) -> torch.Tensor:
     """Resample ``(batch, 1, linear_bins, frames)`` onto ``log_bins`` log-spaced rows: row ``i``
     reads linear bin ``10 ** (i / (log_bins - 1) * log10(linear_bins)) - 1``."""
     n_lin, n_log = mag.shape[-2], cfg.log_bins
-    i = torch.arange(n_log, dtype=torch.float64)
+    i = torch.arange(n_log, dtype=torch.float64, device=mag.device)
     src = torch.pow(10.0, i / (n_log - 1) * math.log10(n_lin)) - 1  # float64: exact at the ends
-    pos = (src / (n_lin - 1) * 2 - 1).to(mag.dtype).to(mag.device)
+    pos = (src / (n_lin - 1) * 2 - 1).to(mag.dtype)
     grid = _grid(n_log, pos, mag.shape[-1], mag.shape[0])
     return F.grid_sample(mag, grid, mode="bilinear", align_corners=True)
 
@@ -76,9 +76,9 @@ def to_linear_freq(mask: torch.Tensor, cfg: SpecConfig) -> torch.Tensor:
     frames)``, linear bin ``k`` reading log row ``log10(k + 1) / log10(linear_bins) * (log_bins -
     1)``."""
     n_lin, n_log = cfg.linear_bins, mask.shape[-2]
-    k = torch.arange(n_lin, dtype=torch.float64)
+    k = torch.arange(n_lin, dtype=torch.float64, device=mask.device)
     src = torch.log10(k + 1) / math.log10(n_lin) * (n_log - 1)
-    pos = (src / (n_log - 1) * 2 - 1).to(mask.dtype).to(mask.device)
+    pos = (src / (n_log - 1) * 2 - 1).to(mask.dtype)
     grid = _grid(n_lin, pos, mask.shape[-1], mask.shape[0])
     return F.grid_sample(mask, grid, mode="bilinear", align_corners=True)
 

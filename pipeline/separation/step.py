@@ -108,7 +108,9 @@ def compute_losses(
     if use[1]:
         if recipe.target == "binary":
             other = s["part_mag"].flip(1).flatten(0, 1)
-            first = (torch.arange(len(part_mag)) % 2 == 0)[:, None, None, None]
+            first = (torch.arange(len(part_mag), device=part_mag.device) % 2 == 0)[
+                :, None, None, None
+            ]
             target = torch.where(first, part_mag >= other, part_mag > other).float()
         else:
             target = (part_mag / (mix_mag + 1e-10)).clamp(0, 5)
@@ -145,7 +147,7 @@ def separate(
     and ``slots (B, 2, S, L)`` (each output's estimate)."""
     s = spectrograms(wav, recipe, cfg)
     b, _, length = wav.shape
-    mixture = torch.arange(b).repeat_interleave(2)
+    mixture = torch.arange(b, device=wav.device).repeat_interleave(2)
     masks = model(s["mix_mag"], graphs, mixture)["masks"]
     video_mask = masks.sum(1)
     if recipe.target == "binary":

@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline import io
+from pipeline.device import resolve_device
 from pipeline.distributed import rank_and_world
 from pipeline.errors import PipelineError
 from pipeline.graphs.store import GraphStore
@@ -296,23 +297,21 @@ def train(
     model_out: str | Path | None = None,
     live_dir: str | Path | None = None,
     stop_after: int | None = None,
+    device: str = "auto",
 ) -> dict[str, Any] | None:
     """Train (or resume) and write the best model; returns the metrics on rank 0.
 
     ``stop_after`` ends the run after that many steps of this call (tests use it to simulate an
-    interruption)."""
+    interruption); ``device`` is ``base.device`` (:func:`pipeline.device.resolve_device`)."""
     t0 = time.perf_counter()
     torch.set_num_threads(params.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     rank, world = rank_and_world()
     if params.batch_size % world:
         raise PipelineError(
             f"train.batch_size {params.batch_size} is not divisible by {world} processes"
         )
-    if device.type == "cuda":
-        torch.cuda.set_device(rank % torch.cuda.device_count())
-        device = torch.device("cuda", rank % torch.cuda.device_count())
+    device = resolve_device(device, rank)
+    torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
     graphs, audio = GraphStore(graphs_path), AudioStore(audio_path)
     if audio.sample_rate != sample_rate:
         raise PipelineError(
@@ -366,7 +365,11 @@ def train(
     start, history, best = 0, [], {"step": 0, "sdr": -float("inf"), "state_dict": None}
     state_path = Path(state_path)
     if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = io.load_torch(
+            state_path,
+            "training state",
+            "delete it to start training afresh (`rm " + str(state_path) + "`), then rerun",
+        )
         same = state.get("schema_version") == STATE_SCHEMA and state.get("key") == key
         if same and state["step"] <= params.steps:
             model.load_state_dict(state["model"])
@@ -491,7 +494,12 @@ def train(
             },
         )
     last = next((h for h in reversed(history) if "train/loss" in h), {})
+    on_gpu = {}
+    if device.type == "cuda":
+        on_gpu = {"peak_gpu_GiB": round(torch.cuda.max_memory_allocated(device) / 2**30, 3)}
     return {
+        **on_gpu,
+        "device": device.type,
         "steps": params.steps,
         "best_step": best["step"],
         "val_sdr": round(final["sdr"], 3),

@@ -129,7 +129,7 @@ def detections(tiny_clips, tmp_path_factory):
     )
     objects = [["x"], ["x", "y"], ["z"], ["y", "x"]]
     manifest = [
-        {"clip_id": r["clip_id"], "split": "train", "principal_objects": o}
+        {"clip_id": r["clip_id"], "status": "ok", "split": "train", "principal_objects": o}
         for r, o in zip(tiny_clips["rows"], objects, strict=True)
     ]
     return root / "d.zarr", manifest
@@ -207,7 +207,7 @@ def test_build_all_first_box_and_refusals(tiny_clips, detections, tmp_path):
         assert g["frame"][-1] == 0  # the untrained detector has boxes in every frame
     with pytest.raises(PipelineError, match="random_crop needs --detector"):
         build_all(det, manifest, PARAMS, CLASS_MAP, tmp_path / "x.h5", seed=0)
-    with pytest.raises(PipelineError, match="have no labels"):
+    with pytest.raises(PipelineError, match="not ok in the download status"):
         build_all(det, manifest[:2], params, CLASS_MAP, tmp_path / "x.h5", seed=0)
     wrong = tmp_path / "other.pt"
     wrong.write_bytes(tiny_clips["ckpt"].read_bytes() + b"\0")
