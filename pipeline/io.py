@@ -128,3 +128,14 @@ def load_torch(path: str | Path, what: str, remedy: str) -> Any:
         raise PipelineError(
             f"{path}: not a readable {what} ({type(err).__name__}: {first[:200]}); {remedy}"
         ) from None
+
+
+def remove_partial_files(folder: str | Path) -> int:
+    """Remove the temporary files that :func:`atomic_path` leaves when a process is killed in the
+    middle of a write (``.<name>.<random>.tmp``) anywhere under ``folder``; returns how many."""
+    n = 0
+    for path in Path(folder).rglob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            n += 1
+    return n

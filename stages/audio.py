@@ -17,9 +17,10 @@ def add_args(parser):
 
 
 def body(params, args):
-    ok = [r["clip_id"] for r in io.read_jsonl(args.status) if r["status"] == "ok"]
+    ok = {r["clip_id"]: r["duration"] for r in io.read_jsonl(args.status) if r["status"] == "ok"}
     clips = {cid: Path(args.media) / cid / "audio.wav" for cid in ok}
-    io.write_json(args.metrics, pack_audio(clips, args.out, params["base.sample_rate"]))
+    metrics = pack_audio(clips, args.out, params["base.sample_rate"], durations=ok)
+    io.write_json(args.metrics, metrics)
 
 
 if __name__ == "__main__":

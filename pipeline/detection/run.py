@@ -145,6 +145,8 @@ def detect_all(
         sha = io.sha256_file(checkpoint)
         dim = model.roi_heads.box_head.fc7.out_features
     key = params_key(sha, params.record())
+    if rank == 0 and Path(parts_dir).is_dir():  # half-written parts of a killed run
+        io.remove_partial_files(parts_dir)
     ok = sorted(r["clip_id"] for r in status_rows if r["status"] == "ok")
     mine = ok[rank::world]
     failed: dict[str, str] = {}

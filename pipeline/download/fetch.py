@@ -3,14 +3,24 @@
 yt-dlp's check for ffmpeg ignores its ``ffmpeg_location`` option for partial downloads
 (``download_ranges``), so :func:`ensure_ffmpeg_on_path` exposes the imageio-ffmpeg binary as
 ``ffmpeg`` on ``PATH`` through a symlink in a private folder.
+
+:func:`fetch_isolated` runs one :func:`fetch` in a child process (``python -m
+pipeline.download.fetch``) and watches it: the child and its ffmpeg are killed when the clip's
+files pass ``max_bytes`` (an endless body) or the fetch passes its ``deadline`` (a slow drip
+that never trips the socket timeout), and the clip is recorded as failed with that reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import logging
 import os
 import re
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -74,6 +84,8 @@ def classify(message: str, elapsed: float = 0.0, timeout: float = float("inf")) 
         reason = "timeout"
     elif "refused" in low or "connection" in low or "network" in low or "resolve" in low:
         reason = "network"
+    elif "file://" in low and "disabled" in low or "enable-file-urls" in low:
+        return FetchFailed("failed", "rejected", f"a local file was refused: {message}")
     elif "unsupported url" in low:
         reason = "unsupported url"
     elif elapsed >= 0.9 * timeout:
@@ -90,6 +102,7 @@ def fetch(
     window: tuple[float, float] | None,
     timeout: float,
     cookies: str | None = None,
+    allow_file_urls: bool = False,
 ) -> Path:
     """Download ``url`` into ``dest_dir`` with yt-dlp; returns the file.
 
@@ -97,6 +110,8 @@ def fetch(
         window: ``(start, end)`` seconds to fetch only that part (ffmpeg does the cut); the file
             then starts at ``start``. None fetches the whole media.
         timeout: socket timeout, and ffmpeg's read timeout for partial downloads, seconds.
+        allow_file_urls: let yt-dlp open ``file://`` URLs. Off, a redirect to a local file or
+            a fetched page whose media link is a local file is refused.
 
     Raises:
         FetchFailed: classified by :func:`classify`.
@@ -118,7 +133,7 @@ def fetch(
         "retries": 0,
         "fragment_retries": 0,
         "extractor_retries": 0,
-        "enable_file_urls": True,
+        "enable_file_urls": allow_file_urls,
         "overwrites": True,
         "ffmpeg_location": media.ffmpeg_exe(),
         "external_downloader_args": {"ffmpeg_i": ["-rw_timeout", str(int(timeout * 1e6))]},
@@ -140,3 +155,96 @@ def fetch(
     if not files:
         raise FetchFailed("failed", "no file", f"yt-dlp reported no file for {url}")
     return files[0]
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):  # renamed while we looked
+            total += path.stat().st_size if path.is_file() else 0
+    return total
+
+
+def fetch_isolated(
+    url: str,
+    dest_dir: str | Path,
+    *,
+    window: tuple[float, float] | None,
+    timeout: float,
+    cookies: str | None = None,
+    allow_file_urls: bool = False,
+    max_bytes: int,
+    deadline: float,
+    poll: float = 0.2,
+) -> Path:
+    """:func:`fetch` in a child process, killed past ``max_bytes`` written to ``dest_dir`` or
+    past ``deadline`` seconds.
+
+    Raises:
+        FetchFailed: as :func:`fetch`, or ``failed: too large`` / ``failed: deadline``.
+    """
+    dest_dir = Path(dest_dir)
+    request = {
+        "url": url,
+        "dest_dir": str(dest_dir),
+        "window": list(window) if window else None,
+        "timeout": timeout,
+        "cookies": cookies,
+        "allow_file_urls": allow_file_urls,
+    }
+    result = dest_dir / "result.json"
+    child = subprocess.Popen(  # an argument list, never a shell
+        [sys.executable, "-m", "pipeline.download.fetch", json.dumps(request), str(result)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: ffmpeg goes down with it
+    )
+    t0 = time.monotonic()
+    killed: FetchFailed | None = None
+    while child.poll() is None:
+        time.sleep(poll)
+        if _folder_bytes(dest_dir) > max_bytes:
+            killed = FetchFailed(
+                "failed", "too large", f"{url}: more than download.max_bytes={max_bytes} bytes"
+            )
+        elif time.monotonic() - t0 > deadline:
+            killed = FetchFailed(
+                "failed",
+                "deadline",
+                f"{url}: not fetched within download.deadline={deadline:g} s",
+            )
+        if killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            raise killed
+    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
+    if not result.is_file():
+        tail = stderr.strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
+        raise FetchFailed("failed", "error", f"the fetch process died: {tail[0][:500]}")
+    out = json.loads(result.read_text())
+    if "file" in out:
+        return Path(out["file"])
+    raise FetchFailed(out["status"], out["reason"], out["error"])
+
+
+def _main(argv: list[str]) -> int:
+    """The child of :func:`fetch_isolated`: one fetch, its outcome as JSON in ``argv[1]``."""
+    request, result = json.loads(argv[0]), Path(argv[1])
+    window = request.pop("window")
+    window = tuple(window) if window else None
+    try:
+        path = fetch(request.pop("url"), request.pop("dest_dir"), window=window, **request)
+        out: dict = {"file": str(path)}
+    except FetchFailed as err:
+        out = {"status": err.status, "reason": err.reason, "error": err.error}
+    except Exception as err:  # anything else is this clip's failure, never the stage's
+        out = {"status": "failed", "reason": "error", "error": f"{type(err).__name__}: {err}"}
+    tmp = result.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

@@ -4,12 +4,15 @@ Layout of the media folder (a persistent DVC output, see ``docs/data-formats.md`
 
     <media>/<clip_id>/audio.wav      mono 16-bit PCM at base.sample_rate
     <media>/<clip_id>/video.mp4      H.264, download.fps, download.size x download.size
-    <media>/<clip_id>/status.json    written last: ok / unavailable / failed, reason, sizes
+    <media>/<clip_id>/status.json    written last: ok / unavailable / failed, reason, sizes, hashes
     <media>/.videos/<id>.json        whole videos (MUSIC): the clips cut from each
-    <media>/.tmp/                    scratch for downloads in flight, emptied at every start
+    <media>.partial/                 scratch for downloads in flight (beside the output, not in
+                                     it), emptied at every start
 
 A clip counts as complete only when its ``status.json`` says ``ok`` and both files exist with the
-recorded sizes, so a stage killed at any moment leaves nothing that a rerun would trust wrongly.
+recorded sizes and sha256, so a stage killed at any moment, or a file damaged since, leaves
+nothing that a rerun would trust wrongly. Every start also removes the temporary files that an
+atomic write killed half-way leaves (``.*.tmp``), so the output's hash never depends on a kill.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from pipeline import io, media
-from pipeline.download.fetch import FetchFailed, fetch
-from pipeline.download.urls import RejectedInput, clip_url
+from pipeline.download.fetch import FetchFailed, fetch_isolated
+from pipeline.download.urls import RejectedInput, check_template, clip_url
 from pipeline.errors import PipelineError
 from pipeline.sources.table import clip_id_for
 
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
 #: Failures that another attempt cannot fix.
-NO_RETRY = {"rejected", "short"}
+NO_RETRY = {"rejected", "short", "no audio", "no video"}
 
 
 class DownloadError(PipelineError, RuntimeError):
@@ -65,6 +68,12 @@ class DownloadParams:
         cookies: a cookies.txt for YouTube (signed-in or age-restricted videos), or null.
         whole_video_clip_seconds: whole videos (MUSIC) are cut into clips this long ...
         whole_video_skip_seconds: ... after skipping this much of their start.
+        allow_local_files: fetch ``file://`` URLs and local paths named by the clip list (and
+            links to local files that yt-dlp finds in a fetched page); off, they are recorded as
+            ``failed: rejected``. The source's own relative media (the synthetic world) is always
+            read.
+        max_bytes: a fetch that writes more than this is killed: ``failed: too large``.
+        deadline: a fetch that takes longer than this, seconds, is killed: ``failed: deadline``.
     """
 
     url_template: str
@@ -80,10 +89,14 @@ class DownloadParams:
     cookies: str | None
     whole_video_clip_seconds: float
     whole_video_skip_seconds: float
+    allow_local_files: bool = False
+    max_bytes: int = 2**30
+    deadline: float = 600.0
 
     def __post_init__(self) -> None:
-        if "{youtube_id}" not in self.url_template:
-            raise ValueError(f"url_template {self.url_template!r} lacks {{youtube_id}}")
+        check_template(self.url_template)
+        if self.max_bytes < 1 or self.deadline <= 0:
+            raise ValueError("max_bytes must be >= 1 and deadline > 0")
         if self.workers < 1 or self.max_attempts < 1:
             raise ValueError("workers and max_attempts must be >= 1")
         if not 0 <= self.min_ok_fraction <= 1 or not 0 < self.min_duration_fraction <= 1:
@@ -119,6 +132,7 @@ class Downloader:
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.params.requests_per_second)
+        self.scratch = self.media_dir.with_name(f"{self.media_dir.name}.partial")
         self.fetches: Counter[str] = Counter()  # url -> fetches this run (for the summary)
 
     # -- status records -------------------------------------------------------------------
@@ -146,9 +160,12 @@ class Downloader:
         if not rec or rec.get("status") != "ok" or rec.get("canonical") != self.canonical:
             return None
         folder = self.media_dir / clip_id
-        for name, key in (("audio.wav", "audio_bytes"), ("video.mp4", "video_bytes")):
+        for name, kind in (("audio.wav", "audio"), ("video.mp4", "video")):
             path = folder / name
-            if not path.is_file() or path.stat().st_size != rec.get(key):
+            if not path.is_file() or path.stat().st_size != rec.get(f"{kind}_bytes"):
+                return None
+            if io.sha256_file(path) != rec.get(f"{kind}_sha256"):
+                log.warning("download: %s changed since it was cut; fetching it again", path)
                 return None
         return rec
 
@@ -161,7 +178,7 @@ class Downloader:
             "principal_objects": base.get("principal_objects", []),
             "start": base["start"],
             "end": base.get("end"),
-            "url": base.get("fetch_url"),
+            "url": base.get("recorded_url", base.get("url")),
             "status": "failed",
             "reason": None,
             "error": None,
@@ -169,6 +186,8 @@ class Downloader:
             "duration": None,
             "audio_bytes": None,
             "video_bytes": None,
+            "audio_sha256": None,
+            "video_sha256": None,
             "canonical": self.canonical,
         }
         rec.update(fields)
@@ -182,6 +201,10 @@ class Downloader:
     def _cut(self, src: Path, offset: float, target: dict[str, Any], attempts: int) -> dict:
         """Cut one clip out of a fetched file, verify it, and mark it complete."""
         seconds = target["end"] - target["start"]
+        streams = media.probe(src)
+        for key, reason in (("sample_rate", "no audio"), ("size", "no video")):
+            if key not in streams:
+                raise FetchFailed("failed", reason, f"the fetched media has {reason} track")
         folder = self.media_dir / target["clip_id"]
         folder.mkdir(parents=True, exist_ok=True)
         with (
@@ -217,6 +240,8 @@ class Downloader:
                 duration=round(duration, 4),
                 audio_bytes=(folder / "audio.wav").stat().st_size,
                 video_bytes=(folder / "video.mp4").stat().st_size,
+                audio_sha256=io.sha256_file(folder / "audio.wav"),
+                video_sha256=io.sha256_file(folder / "video.mp4"),
             )
         )
 
@@ -225,7 +250,7 @@ class Downloader:
         previous = self.read_status(job["clip_id"]) or {}
         last: FetchFailed | None = None
         for attempt in range(1, self.params.max_attempts + 1):
-            tmp = self.media_dir / ".tmp" / f"{job['clip_id']}-{uuid.uuid4().hex[:8]}"
+            tmp = self.scratch / f"{job['clip_id']}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir(parents=True)
             if not job["fetch_url"].startswith("file:"):  # the limit protects remote servers
                 self.limiter.wait()
@@ -235,6 +260,9 @@ class Downloader:
                 last = err
             except media.MediaError as err:
                 last = FetchFailed("failed", "not media", str(err))
+            except Exception as err:  # anything else is this clip's failure, not the stage's
+                log.warning("download: %s: %s: %s", job["clip_id"], type(err).__name__, err)
+                last = FetchFailed("failed", "error", f"{type(err).__name__}: {err}")
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
             if last.status == "unavailable" or last.reason in NO_RETRY:
@@ -259,23 +287,37 @@ class Downloader:
         offset inside it."""
         self.fetches[url] += 1
         partial = window is not None and urllib.parse.urlsplit(url).scheme in ("http", "https")
-        kw = dict(timeout=self.params.timeout, cookies=self.params.cookies)
+        kw = dict(
+            timeout=self.params.timeout,
+            cookies=self.params.cookies,
+            # yt-dlp opens file:// only for a local URL that clip_url let through; a remote page
+            # that redirects or links to a local file is refused
+            allow_file_urls=urllib.parse.urlsplit(url).scheme == "file",
+            max_bytes=self.params.max_bytes,
+            deadline=self.params.deadline,
+        )
         if partial:
             try:
-                return fetch(url, tmp, window=window, **kw), 0.0
+                got = fetch_isolated(url, tmp, window=window, **kw)
+                media.probe(got)  # a server without range requests leaves a broken cut
+                return got, 0.0
             except FetchFailed as err:
                 # ffmpeg's bare exit code says nothing; fetching the whole file lets our own
                 # decoder say what is wrong (or succeed where the format cannot be cut remotely).
                 if err.reason != "download error":
                     raise
-        return fetch(url, tmp, window=None, **kw), (window[0] if window else 0.0)
+            except media.MediaError:
+                log.info("download: %s could not be cut remotely; fetching it whole", url)
+            for leftover in tmp.iterdir():
+                leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)
+        return fetch_isolated(url, tmp, window=None, **kw), (window[0] if window else 0.0)
 
     def clip(self, job: dict[str, Any]) -> list[dict[str, Any]]:
         """Download one windowed clip (AudioCaps, synthetic, a user's CSV)."""
         if done := self.complete(job["clip_id"]):
             return [done]
         previous = self.read_status(job["clip_id"])
-        if previous and (previous["status"] == "unavailable" or previous["reason"] == "rejected"):
+        if previous and previous["status"] == "unavailable":  # gone for good
             return [previous]
 
         def work(tmp: Path, attempt: int):
@@ -329,10 +371,24 @@ class Downloader:
     def job(self, record: dict[str, Any]) -> list[dict[str, Any]]:
         job = dict(record)
         try:
-            job["fetch_url"] = clip_url(record, self.params.url_template, self.source_dir)
+            job["fetch_url"], job["recorded_url"] = clip_url(
+                record, self.params.url_template, self.source_dir, self.params.allow_local_files
+            )
         except RejectedInput as err:
             return [self._write_status(self._record(job, reason="rejected", error=str(err)))]
         return self.whole_video(job) if job.get("end") is None else self.clip(job)
+
+    def safe_job(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """:meth:`job`, with any exception recorded as the clip's failure (never the stage's)."""
+        try:
+            return self.job(record)
+        except Exception as err:
+            log.warning("download: %s: %s: %s", record["clip_id"], type(err).__name__, err)
+            rec = self._record(record, reason="error", error=f"{type(err).__name__}: {err}")
+            try:
+                return [self._write_status(rec)]
+            except OSError:
+                return [rec]
 
 
 def _safe_clip_id(record: dict[str, Any]) -> bool:
@@ -349,9 +405,12 @@ def download_all(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Download every clip of ``manifest``; returns (status rows sorted by clip_id, metrics)."""
     media_dir = Path(media_dir)
-    shutil.rmtree(media_dir / ".tmp", ignore_errors=True)  # leftovers of a killed run
     media_dir.mkdir(parents=True, exist_ok=True)
     dl = Downloader(params, sample_rate, media_dir, Path(source_dir))
+    # leftovers of a killed run: scratch (and, from older versions, scratch inside the output)
+    for scratch in (dl.scratch, media_dir / ".tmp"):
+        shutil.rmtree(scratch, ignore_errors=True)
+    io.remove_partial_files(media_dir)
     rows: list[dict[str, Any]] = []
     bad = [r for r in manifest if not _safe_clip_id(r)]
     for r in bad:  # never used as a folder name
@@ -368,7 +427,7 @@ def download_all(
         ThreadPoolExecutor(params.workers) as pool,
         tqdm(total=len(jobs), desc="download", unit="clip", mininterval=2) as bar,
     ):
-        futures = [pool.submit(dl.job, r) for r in jobs]
+        futures = [pool.submit(dl.safe_job, r) for r in jobs]
         for fut in as_completed(futures):
             for rec in fut.result():
                 rows.append(rec)

@@ -4,11 +4,16 @@ Ids and URLs come from CSVs that anyone can write. An id that is not a YouTube i
 climbs out of its folder (``../``), a shell metacharacter, or a scheme other than http, https and
 file is rejected with a reason and recorded; nothing here is ever passed to a shell (every
 subprocess gets an argument list).
+
+Local files (``file://`` URLs and paths) are refused unless ``download.allow_local_files`` is
+true; the one exception is a relative path inside the source folder, which is the source stage's
+own output (the synthetic world's ``media/<clip>.mp4``).
 """
 
 from __future__ import annotations
 
 import re
+import string
 import urllib.parse
 from pathlib import Path
 
@@ -36,25 +41,61 @@ def check_url(url: str) -> str:
     return url
 
 
-def clip_url(record: dict, url_template: str, source_dir: str | Path) -> str:
-    """The URL of a manifest row.
+TEMPLATE_FIELDS = ("youtube_id", "start", "end")
+
+
+def check_template(template: str) -> str:
+    """Return ``template`` if it is a URL pattern with ``{youtube_id}`` and no other field than
+    ``{start}`` and ``{end}`` (seconds); else raise ValueError saying what is wrong, in one line."""
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as err:  # an unbalanced brace
+        raise ValueError(f"url_template {template!r}: {err}") from None
+    unknown = sorted({f.split(".")[0].split("[")[0] for f in fields} - set(TEMPLATE_FIELDS))
+    if unknown or "youtube_id" not in fields:
+        raise ValueError(
+            f"url_template {template!r} must hold {{youtube_id}} and may hold {{start}} and "
+            f"{{end}}; {'unknown field(s) ' + ', '.join(unknown) if unknown else 'no {youtube_id}'}"
+        )
+    sample = template.format(youtube_id="x" * 11, start=0.0, end=10.0)
+    if urllib.parse.urlsplit(sample).scheme not in SCHEMES:
+        raise ValueError(f"url_template {template!r} is not an http(s) or file URL")
+    return template
+
+
+def clip_url(
+    record: dict, url_template: str, source_dir: str | Path, allow_local: bool = False
+) -> tuple[str, str]:
+    """The URL to fetch a manifest row from, and the URL to record (relative where the row's own
+    is, so no stored manifest holds the checkout's path).
 
     A row's own ``url`` wins: absolute URLs are checked as they are, relative ones (the synthetic
     world's ``media/<clip>.mp4``) are resolved inside ``source_dir`` as ``file://`` URLs. Otherwise
-    the ``youtube_id`` is checked and put into ``url_template`` (``{youtube_id}``).
+    the ``youtube_id`` is checked and put into ``url_template`` (``{youtube_id}``, and
+    ``{start}``, ``{end}`` in seconds).
 
     Raises:
-        RejectedInput: a hostile or malformed id or URL.
+        RejectedInput: a hostile or malformed id or URL, or a local file without
+            ``allow_local``.
     """
     url = record.get("url")
     if url:
         if urllib.parse.urlsplit(url).scheme:
-            return check_url(url)
+            return _no_local(check_url(url), allow_local), url
         root = Path(source_dir).resolve()
         if _SHELL_META.search(url) or ".." in Path(url).parts or Path(url).is_absolute():
             raise RejectedInput(f"relative media path {url!r} is not a plain path inside {root}")
-        return check_url((root / url).as_uri())
+        return check_url((root / url).as_uri()), url
     yid = record.get("youtube_id")
     if not isinstance(yid, str) or not YOUTUBE_ID.match(yid):
         raise RejectedInput(f"youtube_id {yid!r} is not an 11-character YouTube id")
-    return check_url(url_template.format(youtube_id=yid))
+    made = url_template.format(youtube_id=yid, start=record.get("start"), end=record.get("end"))
+    return _no_local(check_url(made), allow_local), made
+
+
+def _no_local(url: str, allow_local: bool) -> str:
+    if urllib.parse.urlsplit(url).scheme == "file" and not allow_local:
+        raise RejectedInput(
+            f"{url} is a local file; set download.allow_local_files: true to fetch local files"
+        )
+    return url

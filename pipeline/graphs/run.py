@@ -81,6 +81,8 @@ class CropEmbedder:
         self.fps = float(store.attrs["params"]["fps"])
         self.media_dir, self.cache_dir = Path(media_dir), Path(cache_dir)
         self.params, self.seed = params, seed
+        if self.cache_dir.is_dir():  # half-written crops of a killed run
+            io.remove_partial_files(self.cache_dir)
         self.key = json.dumps(
             {"detector": sha, "seed": seed, "crop": [params.crop_min, params.crop_max]},
             sort_keys=True,

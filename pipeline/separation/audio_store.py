@@ -12,6 +12,7 @@ file per sample. Layout (``docs/data-formats.md``)::
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from pipeline import io
 from pipeline.errors import PipelineError
 from pipeline.hdf5 import open_store
 
+log = logging.getLogger(__name__)
+
 SCHEMA_VERSION = 1
 
 
@@ -31,10 +34,16 @@ class AudioStoreError(PipelineError, ValueError):
     """An audio store or clip that cannot be read as it is."""
 
 
-def pack_audio(clips: dict[str, Path], out: str | Path, sample_rate: int) -> dict[str, Any]:
+def pack_audio(
+    clips: dict[str, Path],
+    out: str | Path,
+    sample_rate: int,
+    durations: dict[str, float] | None = None,
+) -> dict[str, Any]:
     """Read each clip's wav (mono int16 at ``sample_rate``) into one store; returns the metrics.
 
-    A clip whose wav is missing, unreadable or at another rate is recorded and left out.
+    A clip whose wav is missing, unreadable, at another rate, or (``durations``: the seconds the
+    download stage decoded) of another length than was recorded is recorded and left out.
     """
     ids = sorted(clips)
     skipped: dict[str, str] = {}
@@ -48,6 +57,14 @@ def pack_audio(clips: dict[str, Path], out: str | Path, sample_rate: int) -> dic
             continue
         if rate != sample_rate:
             skipped[cid] = f"sample rate {rate}, expected {sample_rate}"
+            continue
+        expected = (durations or {}).get(cid)
+        if expected is not None and abs(len(wav) / rate - expected) > 2 / rate:
+            skipped[cid] = (
+                f"{len(wav) / rate:.3f} s decoded, {expected:.3f} s when downloaded: the file "
+                "changed; rerun `dvc repro download` to fetch it again"
+            )
+            log.warning("audio: %s skipped: %s", cid, skipped[cid])
             continue
         kept.append(cid)
         waves.append(wav[:, 0])

@@ -12,7 +12,7 @@ from pathlib import Path
 from pipeline.params import BaseParams
 from pipeline.sources.captions_csv import merge_splits, read_caption_csv
 from pipeline.sources.fetch import fetch_pinned
-from pipeline.sources.table import RAW_DIR, Clip
+from pipeline.sources.table import RAW_DIR, Clip, keep_videos
 
 COMMIT = "80fb3ade6d400d4311354a360db25da051a48cc1"
 URL = "https://raw.githubusercontent.com/cdjkim/audiocaps/{commit}/dataset/{name}"
@@ -31,9 +31,12 @@ class AudiocapsParams:
     Args:
         mirror: a local folder or URL holding train.csv, val.csv and test.csv; null downloads them
             from the pinned public address.
+        ids: null for every clip, or a list of YouTube ids to keep (a pilot run; each keeps
+            its split).
     """
 
     mirror: str | None
+    ids: list[str] | None = None
 
 
 def download_audiocaps(
@@ -52,8 +55,10 @@ def download_audiocaps(
 def prepare_audiocaps(
     target_dir: str | Path, params: AudiocapsParams, base: BaseParams | None = None
 ) -> list[Clip]:
-    """One clip per (youtube_id, start_time), with all its captions."""
-    return merge_splits(
+    """One clip per (youtube_id, start_time), with all its captions (of ``params.ids`` only,
+    when set)."""
+    clips = merge_splits(
         read_caption_csv(Path(target_dir) / RAW_DIR / name, source="audiocaps", split=split)
         for name, (split, _) in FILES.items()
     )
+    return keep_videos(clips, params.ids, "source.audiocaps.ids")

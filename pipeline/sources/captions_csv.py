@@ -46,7 +46,11 @@ def _url_key(url: str) -> str:
 
 
 def read_caption_csv(
-    path: str | Path, source: str, split: str | None = None, default_split: str = "train"
+    path: str | Path,
+    source: str,
+    split: str | None = None,
+    default_split: str = "train",
+    rejected: list[dict] | None = None,
 ) -> list[Clip]:
     """Parse one caption CSV into clips.
 
@@ -55,9 +59,13 @@ def read_caption_csv(
         source: the ``source`` field of the clips.
         split: the split of every row (AudioCaps: from the file name); None reads a ``split``
             column when present, else uses ``default_split``.
+        rejected: given, a malformed row is appended to it (``{"line", "error"}``) and skipped
+            while the good rows go on (a user's list); None, any malformed row raises (a pinned
+            list such as AudioCaps').
 
     Raises:
-        CaptionCsvError: listing every malformed row with its line number (up to 20).
+        CaptionCsvError: a bad header; or, without ``rejected``, listing every malformed row
+            with its line number (up to 20).
     """
     path = Path(path)
     errors: list[str] = []
@@ -103,6 +111,8 @@ def read_caption_csv(
                     raise ValueError(f"split {row_split!r} not in {SPLITS}")
             except ValueError as err:
                 errors.append(f"{path}:{line}: {err}")
+                if rejected is not None:
+                    rejected.append({"line": line, "error": str(err)})
                 continue
             key = (yid or url, start)
             group = groups.setdefault(
@@ -113,8 +123,11 @@ def read_caption_csv(
                 errors.append(
                     f"{path}:{line}: clip {key} is in splits {group['split']} and {row_split}"
                 )
+                if rejected is not None:
+                    rejected.append({"line": line, "error": errors[-1].split(": ", 1)[1]})
+                continue
             group["captions"].append(caption)
-    if errors:
+    if errors and rejected is None:
         more = (
             f"\n... and {len(errors) - _MAX_REPORTED} more" if len(errors) > _MAX_REPORTED else ""
         )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pipeline.params import BaseParams
 from pipeline.sources.fetch import FetchError, fetch_pinned
-from pipeline.sources.table import RAW_DIR, Clip, clip_id_for
+from pipeline.sources.table import RAW_DIR, Clip, clip_id_for, keep_videos
 
 COMMIT = "6f47a09aa1dc596d4dd3eb9c194819832becabc0"
 URL = "https://raw.githubusercontent.com/roudimit/MUSIC_dataset/{commit}/{name}"
@@ -42,12 +42,15 @@ class MusicParams:
         lists: which lists to use (``solo``, ``duet``).
         val_fraction: share of each category's videos held out for validation.
         test_fraction: share of each category's videos held out for testing.
+        ids: null for every video, or a list of YouTube ids to keep (a pilot run; the splits
+            are drawn over the whole lists first, so each video keeps its split).
     """
 
     mirror: str | None
     lists: list[str]
     val_fraction: float
     test_fraction: float
+    ids: list[str] | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.lists) - set(LISTS))
@@ -96,7 +99,7 @@ def prepare_music(target_dir: str | Path, params: MusicParams, base: BaseParams)
         n_val = round(len(ids) * params.val_fraction)
         for i, vid in enumerate(ids):
             split_of[vid] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-    return [
+    clips = [
         Clip(
             clip_id=clip_id_for(vid, 0.0),
             source="music",
@@ -109,3 +112,4 @@ def prepare_music(target_dir: str | Path, params: MusicParams, base: BaseParams)
         )
         for vid in sorted(categories)
     ]
+    return keep_videos(clips, params.ids, "source.music.ids")

@@ -142,3 +142,23 @@ def read_table(src_dir: str | Path) -> list[Clip]:
         clip.validate()
         clips.append(clip)
     return clips
+
+
+def keep_videos(clips: list[Clip], ids: list[str] | None, key: str) -> list[Clip]:
+    """The clips of the YouTube ids in ``ids`` (the params ``key``), all of them when None: a
+    pilot run on a few videos of a source keeps their splits as in the full run.
+
+    Raises:
+        ClipTableError: an id that the source does not list.
+    """
+    if ids is None:
+        return clips
+    known = {c.youtube_id for c in clips}
+    unknown = sorted(set(ids) - known)
+    if unknown:
+        raise ClipTableError(
+            f"{key}: {len(unknown)} id(s) not in the source's lists (first: {unknown[0]}); "
+            "fix them or set it to null for every clip"
+        )
+    wanted = set(ids)
+    return [c for c in clips if c.youtube_id in wanted]

@@ -2,12 +2,17 @@
 
 Columns: ``youtube_id`` or ``url`` (or both), ``start_time``, ``caption``, and optionally ``split``
 (default ``train``) and ``end_time`` (default ``start_time`` + 10 s). No checksum: the file is
-yours.
+yours. A malformed row is logged with its line number, listed in ``<out>/rejected.jsonl`` and
+skipped; the good rows go on (the download stage's ``min_ok_fraction`` judges what is left).
+
+A local list must lie inside the repository's ``inputs/`` folder, which the source stage declares
+as a DVC dependency, so that editing the list re-runs the pipeline (:func:`check_tracked`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import urllib.parse
 from pathlib import Path
 
@@ -18,6 +23,8 @@ from pipeline.sources.fetch import FetchError, fetch
 from pipeline.sources.table import RAW_DIR, Clip
 
 RAW_NAME = "clips.csv"
+REJECTED = "rejected.jsonl"
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,4 +62,19 @@ def download_csv(
 def prepare_csv(
     target_dir: str | Path, params: CsvParams, base: BaseParams | None = None
 ) -> list[Clip]:
-    return read_caption_csv(Path(target_dir) / RAW_DIR / RAW_NAME, source="csv")
+    """The good rows' clips; the bad rows are logged and listed in ``<target_dir>/rejected.jsonl``.
+
+    Raises:
+        FetchError: no row of the list is usable.
+    """
+    rejected: list[dict] = []
+    clips = read_caption_csv(Path(target_dir) / RAW_DIR / RAW_NAME, "csv", rejected=rejected)
+    name = Path(urllib.parse.urlsplit(params.path or "").path).name or RAW_NAME
+    for row in rejected:
+        log.warning("source.csv.path %s:%d skipped: %s", name, row["line"], row["error"])
+    io.write_jsonl(Path(target_dir) / REJECTED, rejected)
+    if not clips:
+        raise FetchError(f"{name}: none of its {len(rejected)} rows is usable (see the warnings)")
+    if rejected:
+        log.warning("source csv: %d rows skipped, %d clips kept", len(rejected), len(clips))
+    return clips

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline import media
+from pipeline import io, media
 from pipeline.download.fetch import ensure_ffmpeg_on_path
 from pipeline.download.run import DownloadParams, check_enough, download_all
 from pipeline.download.urls import RejectedInput, clip_url
@@ -71,14 +71,43 @@ def served(tmp_path_factory):
             if self.path.startswith("/slow/"):
                 time.sleep(0.4)
                 self.path = self.path[len("/slow") :]
+            if self.path.startswith("/to-file/"):  # a redirect to a local file
+                self.send_response(302)
+                self.send_header("Location", (root / "v" / f"{ids[0]}.mp4").as_uri())
+                self.end_headers()
+                return
+            if self.path.startswith("/page/"):  # a web page whose video is a local file
+                body = f'<html><video src="{(root / "v" / f"{ids[0]}.mp4").as_uri()}">'
+                body = (body + "</video></html>").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            if self.path.startswith(("/endless/", "/drip/")):  # no length, never ends
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.end_headers()
+                drip = self.path.startswith("/drip/")
+                deadline = time.monotonic() + 10  # bounded: the server stops by itself
+                try:
+                    while time.monotonic() < deadline and not stop.is_set():
+                        self.wfile.write(b"\0" if drip else b"\0" * 65536)
+                        self.wfile.flush()
+                        if drip:
+                            time.sleep(0.3)
+                except OSError:  # the client was killed
+                    pass
+                return
             super().do_GET()
 
+    ids = sorted(p.stem for p in (root / "v").glob("syn*.mp4"))
     stop = threading.Event()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    ids = sorted(p.stem for p in (root / "v").glob("syn*.mp4"))
     yield {"base": base, "root": root, "world": world, "ids": ids, "requests": requests}
     stop.set()
     server.shutdown()
@@ -202,7 +231,8 @@ def test_every_failure_is_recorded_and_the_run_goes_on(served, tmp_path):
 
 def test_hostile_ids_and_urls_never_reach_a_fetch(tmp_path):
     template = "https://www.youtube.com/watch?v={youtube_id}"
-    assert clip_url({"youtube_id": "r1nicOVtvkQ"}, template, tmp_path).endswith("v=r1nicOVtvkQ")
+    url, recorded = clip_url({"youtube_id": "r1nicOVtvkQ"}, template, tmp_path)
+    assert url == recorded and url.endswith("v=r1nicOVtvkQ")
     for rec in (
         {"youtube_id": "$(reboot)xx"},
         {"youtube_id": "a" * 12},
@@ -265,16 +295,106 @@ def test_killed_mid_way_then_resumed(served, tmp_path):
         assert sf.info(folder / "audio.wav").frames == 6 * SR
         assert media.decode_frames(folder / "video.mp4").shape[1:] == (64, 64, 3)
     assert not list((media_dir / ".tmp").glob("*"))
+    # nothing half-written is left inside the output, and no stored path names this checkout
+    assert not list(media_dir.rglob("*.tmp")) and not (media_dir / ".tmp").exists()
+    for path in [*media_dir.rglob("*.json")]:
+        assert str(tmp_path) not in path.read_text(), path
 
 
 def test_a_corrupted_complete_clip_is_fetched_again(served, tmp_path):
     rows = [_row("c", served["ids"][0])]
     download_all(rows, _params(served["base"]), SR, tmp_path / "media", tmp_path)
     wav = tmp_path / "media" / "c" / "audio.wav"
-    wav.write_bytes(wav.read_bytes()[:100])  # not the recorded size: not trusted
+    good = wav.read_bytes()
+    wav.write_bytes(good[:100])  # not the recorded size: not trusted
     out, _ = download_all(rows, _params(served["base"]), SR, tmp_path / "media", tmp_path)
     assert out[0]["status"] == "ok" and sf.info(wav).frames == 6 * SR
+    before = served["requests"][f"/v/{served['ids'][0]}.mp4"]
+    wav.write_bytes(good[:-1000] + b"\x7f" * 1000)  # the recorded size, other bytes
+    out, _ = download_all(rows, _params(served["base"]), SR, tmp_path / "media", tmp_path)
+    assert wav.read_bytes() == good and out[0]["audio_sha256"] == io.sha256_file(wav)
+    assert served["requests"][f"/v/{served['ids'][0]}.mp4"] > before  # fetched again
     # Other canonical settings: the clip is cut again, never reused as it was.
     out, _ = download_all(rows, _params(served["base"], size=48), SR, tmp_path / "media", tmp_path)
     assert media.probe(tmp_path / "media" / "c" / "video.mp4")["size"] == (48, 48)
     assert out[0]["canonical"] == {"sample_rate": SR, "fps": 4, "size": 48}
+
+
+def test_hostile_downloads_are_each_their_clips_failure(served, tmp_path, monkeypatch):
+    base, yid = served["base"], served["ids"][0]
+    rows = [
+        _row("ok", yid),
+        _row("redirect", url=f"{base}/to-file/x.mp4"),
+        _row("page", url=f"{base}/page/watch.html"),
+        _row("endless", url=f"{base}/endless/x.mp4", end=None),  # a whole video: written out
+        _row("drip", url=f"{base}/drip/x.mp4"),
+        _row("local", url=(served["root"] / "v" / f"{yid}.mp4").as_uri()),
+        _row("boom", yid, start=1.0),
+    ]
+    import pipeline.download.run as run
+
+    real = run.clip_url
+
+    def clip_url(record, *a, **kw):  # an error nobody foresaw, in one clip
+        if record["clip_id"] == "boom":
+            raise KeyError("something unforeseen")
+        return real(record, *a, **kw)
+
+    monkeypatch.setattr(run, "clip_url", clip_url)
+    params = _params(base, max_attempts=1, timeout=5.0, max_bytes=3_000_000, deadline=4.0)
+    t0 = time.monotonic()
+    out, metrics = download_all(rows, params, SR, tmp_path / "media", tmp_path)
+    assert time.monotonic() - t0 < 40
+    by = _by_id(out)
+    assert by["ok"]["status"] == "ok" and metrics["ok"] == 1
+    for cid in ("redirect", "page"):  # a local file behind a remote URL: never ingested
+        assert by[cid]["status"] == "failed", by[cid]
+        assert not (tmp_path / "media" / cid / "audio.wav").exists()
+    assert by["endless"]["reason"] == "too large", by["endless"]
+    assert by["drip"]["reason"] in ("deadline", "too large"), by["drip"]
+    assert by["local"]["reason"] == "rejected"
+    assert "download.allow_local_files" in by["local"]["error"]
+    assert (by["boom"]["reason"], by["boom"]["status"]) == ("error", "failed")
+    assert "something unforeseen" in by["boom"]["error"]
+    assert not list((tmp_path / "media.partial").glob("*"))  # scratch emptied
+    allowed, _ = download_all(
+        [rows[5]], _params(base, allow_local_files=True), SR, tmp_path / "m2", tmp_path
+    )
+    assert allowed[0]["status"] == "ok"
+
+
+def test_url_templates_take_start_and_end_and_a_bad_one_is_one_line(served, tmp_path):
+    from pipeline.params import ParamsError, parse
+
+    yid = served["ids"][1]
+    template = served["base"] + "/v/{youtube_id}.mp4?from={start:g}&to={end:g}"
+    out, _ = download_all(
+        [_row("w", yid, start=1.0, end=4.0)],
+        _params(served["base"], url_template=template),
+        SR,
+        tmp_path / "media",
+        tmp_path,
+    )
+    assert out[0]["status"] == "ok" and out[0]["url"].endswith(f"{yid}.mp4?from=1&to=4")
+    fields = {k: v for k, v in dataclasses.asdict(_params(served["base"])).items()}
+    for bad, says in (
+        ("http://h/{video}.mp4", "unknown field(s) video"),
+        ("http://h/{youtube_id.mp4", "url_template 'http://h/{youtube_id.mp4'"),
+        ("http://h/x.mp4", "no {youtube_id}"),
+    ):
+        with pytest.raises(ParamsError, match="download: url_template") as err:
+            parse(DownloadParams, {**fields, "url_template": bad}, "download")
+        assert says in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_truncated_wav_is_not_packed_as_a_short_clip(tmp_path):
+    from pipeline.separation.audio_store import pack_audio
+
+    for cid, seconds in (("a", 3.0), ("b", 1.0)):
+        sf.write(tmp_path / f"{cid}.wav", np.zeros(int(seconds * SR), np.int16), SR)
+    clips = {c: tmp_path / f"{c}.wav" for c in "ab"}
+    metrics = pack_audio(clips, tmp_path / "a.h5", SR, durations={"a": 3.0, "b": 3.0})
+    assert (
+        metrics["clips"] == 1
+        and "1.000 s decoded, 3.000 s when downloaded" in (metrics["skipped_clips"]["b"])
+    )
