@@ -10,7 +10,9 @@ PARAMS = {"base.seed": int, "detector": DetectorParams}
 def add_args(parser):
     parser.add_argument("--annotations", help="COCO box-annotation folder (kind: train)")
     parser.add_argument("--out", required=True, help="the detector checkpoint")
-    parser.add_argument("--inputs", required=True, help="the folder of the user's own files")
+    parser.add_argument(
+        "--inputs", default="inputs/detector", help="the folder of the user's own files"
+    )
     parser.add_argument("--metrics", required=True, help="the detector metrics (JSON)")
 
 

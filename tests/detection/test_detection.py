@@ -93,6 +93,53 @@ def test_store_round_trip_resume_and_corrupt_video(tiny_clips, tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in parts.glob("*.npz")} == mtimes
 
 
+def test_a_re_cut_clip_is_detected_again_and_a_corrupt_store_is_named(tiny_clips, tmp_path):
+    import shutil
+
+    media_dir = tmp_path / "media"
+    shutil.copytree(tiny_clips["media"], media_dir)
+    rows = tiny_clips["rows"]
+    store_path, parts = tmp_path / "d.zarr", tmp_path / "parts"
+    detect_all(rows, media_dir, tiny_clips["ckpt"], PARAMS, store_path, parts)
+    first, second = rows[0]["clip_id"], rows[1]["clip_id"]
+    before = DetectionStore(store_path).read(first)
+    # The clip is cut again at another size (a new download.size): its boxes must follow.
+    video = media_dir / first / "video.mp4"
+    small = tmp_path / "small.mp4"
+    subprocess.run(
+        [
+            media.ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-i",
+            str(video),
+            "-vf",
+            "scale=48:48",
+            str(small),
+        ],
+        check=True,
+    )
+    shutil.copy(small, video)
+    (parts / f".{second}.npz.abcd.tmp").write_bytes(b"half-written")  # a killed write
+    mtime = (parts / f"{second}.npz").stat().st_mtime_ns
+    detect_all(rows, media_dir, tiny_clips["ckpt"], PARAMS, store_path, parts)
+    after = DetectionStore(store_path).read(first)
+    assert (parts / f"{second}.npz").stat().st_mtime_ns == mtime  # the others are reused
+    assert not list(parts.glob(".*.tmp"))
+    n = int(after["counts"][0])
+    assert n > 0 and after["boxes"][0, :n, 2:].max() <= 48 + 1e-3  # boxes of 48 px frames
+    assert not np.array_equal(before["boxes"], after["boxes"])
+    # A damaged shard: the error names the store, the clip and what to do.
+    for shard in (store_path / "boxes").rglob("*"):
+        if shard.is_file() and shard.name != "zarr.json":
+            shard.write_bytes(b"\0" * 7)
+    with pytest.raises(StoreError, match=f"clip {first} .*delete it and rebuild it"):
+        DetectionStore(store_path).read(first)
+    (store_path / "zarr.json").write_text("{not json")
+    with pytest.raises(StoreError, match="not a readable detections store"):
+        DetectionStore(store_path)
+
+
 def test_store_of_another_schema_is_refused(tmp_path):
     import zarr
 
@@ -110,6 +157,7 @@ def test_torchrun_two_processes_give_the_same_store(tiny_clips, tmp_path):
     status.write_text("".join(json.dumps(r) + "\n" for r in tiny_clips["rows"]))
     params = tmp_path / "params.yaml"
     params.write_text(
+        "base:\n  device: cpu\n"
         "detect:\n  fps: 2.0\n  max_boxes: 5\n  min_score: 0.0\n  batch_size: 3\n"
         "  threads: 1\n  shard_clips: 2\n"
     )

@@ -101,7 +101,7 @@ def test_graphs_of_proposals_have_pixel_nodes(tiny_clips, proposals, tmp_path):
     class_map = ClassMapParams("proposals", {"x": ["a"], "y": ["b"]}, {}, {})
     objects = [["x"], ["x", "y"], ["y"], ["y", "x"]]
     manifest = [
-        {"clip_id": r["clip_id"], "split": s, "principal_objects": o}
+        {"clip_id": r["clip_id"], "status": "ok", "split": s, "principal_objects": o}
         for r, o, s in zip(
             tiny_clips["rows"], objects, ["train", "train", "val", "val"], strict=True
         )

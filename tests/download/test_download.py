@@ -398,3 +398,14 @@ def test_a_truncated_wav_is_not_packed_as_a_short_clip(tmp_path):
         metrics["clips"] == 1
         and "1.000 s decoded, 3.000 s when downloaded" in (metrics["skipped_clips"]["b"])
     )
+
+
+def test_the_source_folders_own_media_is_recorded_by_its_relative_path(served, tmp_path):
+    source = tmp_path / "checkout" / "data" / "source"
+    (source / "media").mkdir(parents=True)
+    shutil.copy(served["root"] / "v" / f"{served['ids'][0]}.mp4", source / "media" / "x.mp4")
+    out, _ = download_all(
+        [_row("rel", url="media/x.mp4")], _params(served["base"]), SR, tmp_path / "m", source
+    )
+    assert out[0]["status"] == "ok" and out[0]["url"] == "media/x.mp4"
+    assert str(tmp_path) not in (tmp_path / "m" / "rel" / "status.json").read_text()
