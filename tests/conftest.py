@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 from pathlib import Path
+
+# The suite runs on two pytest workers, each starting stages with torch threads of their own: idle
+# OpenMP threads must sleep rather than spin, or they take the other worker's core (a shared
+# 2-core machine ran 4x slower with spinning threads). Subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 

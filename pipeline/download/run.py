@@ -34,7 +34,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from pipeline import io, media
-from pipeline.download.fetch import FetchFailed, fetch_isolated
+from pipeline.download.fetch import FetchFailed, fetch, fetch_isolated
 from pipeline.download.urls import RejectedInput, check_template, clip_url
 from pipeline.errors import PipelineError
 from pipeline.sources.table import clip_id_for
@@ -282,10 +282,16 @@ class Downloader:
             )
         ]
 
-    def _fetch(self, url: str, tmp: Path, window: tuple[float, float] | None) -> tuple[Path, float]:
+    def _fetch(
+        self, url: str, tmp: Path, window: tuple[float, float] | None, own: bool = False
+    ) -> tuple[Path, float]:
         """Fetch ``url`` (only ``window`` of it for http(s)); returns the file and the window's
-        offset inside it."""
+        offset inside it. ``own``: the source stage's own media (a relative path inside the source
+        folder), fetched in this process: no server to guard against."""
         self.fetches[url] += 1
+        if own:
+            kw = dict(timeout=self.params.timeout, allow_file_urls=True)
+            return fetch(url, tmp, window=None, **kw), (window[0] if window else 0.0)
         partial = window is not None and urllib.parse.urlsplit(url).scheme in ("http", "https")
         kw = dict(
             timeout=self.params.timeout,
@@ -321,7 +327,8 @@ class Downloader:
             return [previous]
 
         def work(tmp: Path, attempt: int):
-            src, offset = self._fetch(job["fetch_url"], tmp, (job["start"], job["end"]))
+            own = not urllib.parse.urlsplit(job["recorded_url"]).scheme
+            src, offset = self._fetch(job["fetch_url"], tmp, (job["start"], job["end"]), own)
             return [self._cut(src, offset, job, attempt)]
 
         return self._attempts(job, work)
