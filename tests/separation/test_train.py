@@ -238,7 +238,7 @@ def test_torchrun_two_processes_agree_with_one_and_train(stores, tmp_path):
     params.write_text(
         json.dumps(
             {
-                "base": {"seed": 0, "sample_rate": 11025},
+                "base": {"seed": 0, "sample_rate": 11025, "device": "cpu"},
                 "model": dataclasses.asdict(MODEL),
                 "train": train_section,
             }
@@ -278,7 +278,7 @@ def test_a_killed_training_stage_resumes_to_the_same_weights(stores, tmp_path):
     (tmp_path / "params.yaml").write_text(
         json.dumps(
             {
-                "base": {"seed": 0, "sample_rate": 11025},
+                "base": {"seed": 0, "sample_rate": 11025, "device": "cpu"},
                 "model": dataclasses.asdict(MODEL),
                 "train": dataclasses.asdict(params),
             }
