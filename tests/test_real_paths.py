@@ -146,6 +146,15 @@ def dvc(repo, *args, check=True):
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, check=check)
 
 
+def dvc_status(repo) -> str:
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "status"], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -159,15 +168,8 @@ def check_reached_evaluate(repo):
         assert (repo / out).is_file(), out
     scored = metrics(repo, "evaluate")
     assert scored["n_pairs"] >= 1 and "sdri" in scored
-    status = subprocess.run(
-        [sys.executable, "-m", "dvc", "status"],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "up to date" in status.stdout, status.stdout
+    status = dvc_status(repo)
+    assert "up to date" in status, status
 
 
 def audiocaps_rows(shared: Path, per_split: dict[str, int]) -> dict[str, list[dict]]:
@@ -314,14 +316,7 @@ def test_csv_shaped_run(tmp_path, server, coco_detector):
     # the list is a DVC dependency: editing it re-runs the pipeline
     with (repo / "inputs/source/my_clips.csv").open("a") as fh:
         fh.write(f"{base}/my-clip-0.mp4,5,A man speaks,train\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "dvc", "status"],
-        cwd=repo,
-        env={**os.environ, "PYTHONPATH": str(repo)},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = dvc_status(repo)
     assert "inputs/source" in out and "modified" in out, out
     # a list outside inputs/ is refused with what to do
     outside = tmp_path / "elsewhere.csv"

@@ -166,32 +166,18 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def fetch_isolated(
-    url: str,
-    dest_dir: str | Path,
-    *,
-    window: tuple[float, float] | None,
-    timeout: float,
-    cookies: str | None = None,
-    allow_file_urls: bool = False,
-    max_bytes: int,
-    deadline: float,
-    poll: float = 0.2,
+    url: str, dest_dir: str | Path, *, max_bytes: int, deadline: float, poll: float = 0.2, **kw
 ) -> Path:
-    """:func:`fetch` in a child process, killed past ``max_bytes`` written to ``dest_dir`` or
-    past ``deadline`` seconds.
+    """:func:`fetch` (``kw``: its keyword arguments) in a child process, killed past
+    ``max_bytes`` written to ``dest_dir`` or past ``deadline`` seconds.
 
     Raises:
         FetchFailed: as :func:`fetch`, or ``failed: too large`` / ``failed: deadline``.
     """
     dest_dir = Path(dest_dir)
-    request = {
-        "url": url,
-        "dest_dir": str(dest_dir),
-        "window": list(window) if window else None,
-        "timeout": timeout,
-        "cookies": cookies,
-        "allow_file_urls": allow_file_urls,
-    }
+    window = kw.pop("window", None)
+    request = {"url": url, "dest_dir": str(dest_dir), "window": list(window) if window else None}
+    request.update(kw)
     result = dest_dir / "result.json"
     child = subprocess.Popen(  # an argument list, never a shell
         [sys.executable, "-m", "pipeline.download.fetch", json.dumps(request), str(result)],
