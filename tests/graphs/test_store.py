@@ -245,3 +245,34 @@ def test_metrics_file_is_json(detections, tmp_path):
     )
     assert set(metrics) >= {"nodes_per_graph", "context_per_principal", "skipped_per_reason"}
     json.dumps(metrics)
+
+
+def test_a_background_crop_is_embedded_again_when_its_clips_video_changes(
+    tiny_clips, detections, tmp_path
+):
+    import shutil
+    import subprocess
+
+    from pipeline import media
+    from pipeline.detection.store import DetectionStore
+    from pipeline.graphs.run import CropEmbedder
+
+    det, _ = detections
+    media_dir = tmp_path / "media"
+    shutil.copytree(tiny_clips["media"], media_dir)
+    store = DetectionStore(det)
+    cid = store.clip_ids[0]
+    embed = CropEmbedder(tiny_clips["ckpt"], store, media_dir, tmp_path / "cache", PARAMS, 0)
+    first = embed(cid, 4)
+    cached = tmp_path / "cache" / f"{cid}.npz"
+    mtime = cached.stat().st_mtime_ns
+    again = embed(cid, 4)  # the same video: read from the cache
+    assert cached.stat().st_mtime_ns == mtime and np.array_equal(first["x"], again["x"])
+    video = media_dir / cid / "video.mp4"
+    small = tmp_path / "small.mp4"
+    cmd = [media.ffmpeg_exe(), "-loglevel", "error", "-i", str(video), "-vf", "scale=48:48"]
+    subprocess.run([*cmd, str(small)], check=True)
+    shutil.copy(small, video)  # cut again at another size
+    recut = embed(cid, 4)
+    assert cached.stat().st_mtime_ns != mtime
+    assert recut["box"].max() <= 48 and first["box"].max() > 48
