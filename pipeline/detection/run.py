@@ -150,6 +150,7 @@ def detect_all(
     ok = sorted(r["clip_id"] for r in status_rows if r["status"] == "ok")
     mine = ok[rank::world]
     failed: dict[str, str] = {}
+    keys: dict[str, str] = {}  # each clip's part key (video hashed once per run and rank)
     done = 0
     for cid in tqdm(mine, desc=f"detect[{rank}]", unit="clip", mininterval=2, disable=rank > 0):
         video = Path(media_dir) / cid / "video.mp4"
@@ -157,7 +158,7 @@ def detect_all(
             failed[cid] = f"{video} is missing"
             log.warning("detect: %s skipped: %s", cid, failed[cid])
             continue
-        ck = clip_key(key, io.sha256_file(video))
+        ck = keys[cid] = clip_key(key, io.sha256_file(video))
         if read_part(parts_dir, cid, ck) is not None:
             done += 1
             continue
@@ -179,7 +180,9 @@ def detect_all(
     if not stored:
         raise PipelineError("detect: no clip could be read; see the warnings above")
     n_frames = max(part_frames(parts_dir, c) for c in stored)  # build_store reads them whole
-    keys = {c: clip_key(key, io.sha256_file(Path(media_dir) / c / "video.mp4")) for c in stored}
+    for c in stored:  # other ranks' clips
+        if c not in keys:
+            keys[c] = clip_key(key, io.sha256_file(Path(media_dir) / c / "video.mp4"))
     build_store(
         store_path,
         parts_dir,

@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline import media
+from pipeline import io, media
 
 #: Messages that mean the video is gone for good: recorded as ``unavailable``, not retried.
 _GONE = [
@@ -178,13 +178,14 @@ def fetch_isolated(
     window = kw.pop("window", None)
     request = {"url": url, "dest_dir": str(dest_dir), "window": list(window) if window else None}
     request.update(kw)
-    result = dest_dir / "result.json"
-    child = subprocess.Popen(  # an argument list, never a shell
-        [sys.executable, "-m", "pipeline.download.fetch", json.dumps(request), str(result)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: ffmpeg goes down with it
-    )
+    result, stderr_path = dest_dir / "result.json", dest_dir / "stderr.txt"
+    with stderr_path.open("wb") as stderr:  # a file, not a pipe: a chatty child never blocks
+        child = subprocess.Popen(  # an argument list, never a shell
+            [sys.executable, "-m", "pipeline.download.fetch", json.dumps(request), str(result)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,  # its own process group: ffmpeg goes down with it
+        )
     t0 = time.monotonic()
     killed: FetchFailed | None = None
     while child.poll() is None:
@@ -204,8 +205,8 @@ def fetch_isolated(
                 os.killpg(child.pid, signal.SIGKILL)
             child.wait()
             raise killed
-    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
     if not result.is_file():
+        stderr = stderr_path.read_text(errors="replace")
         tail = stderr.strip().splitlines()[-1:] or [f"exit status {child.returncode}"]
         raise FetchFailed("failed", "error", f"the fetch process died: {tail[0][:500]}")
     out = json.loads(result.read_text())
@@ -226,9 +227,7 @@ def _main(argv: list[str]) -> int:
         out = {"status": err.status, "reason": err.reason, "error": err.error}
     except Exception as err:  # anything else is this clip's failure, never the stage's
         out = {"status": "failed", "reason": "error", "error": f"{type(err).__name__}: {err}"}
-    tmp = result.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(result)
+    io.write_json(result, out)
     return 0
 
 

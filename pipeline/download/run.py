@@ -314,8 +314,8 @@ class Downloader:
                     raise
             except media.MediaError:
                 log.info("download: %s could not be cut remotely; fetching it whole", url)
-            for leftover in tmp.iterdir():
-                leftover.unlink() if leftover.is_file() else shutil.rmtree(leftover)
+            shutil.rmtree(tmp)  # the broken cut: the whole file goes into a clean folder
+            tmp.mkdir()
         return fetch_isolated(url, tmp, window=None, **kw), (window[0] if window else 0.0)
 
     def clip(self, job: dict[str, Any]) -> list[dict[str, Any]]:
