@@ -35,6 +35,10 @@ def run(
     add_args(parser)
     args = parser.parse_args(argv)
     setup_logging()
+    from pipeline.runtime import APPLIED
+
+    if APPLIED:
+        log.info("process settings: %s", "; ".join(f"{k} {v}" for k, v in APPLIED.items()))
     try:
         loaded = params_mod.load(sections, args.params)
         body(loaded, args)

@@ -1,6 +1,10 @@
 """DVC stage ``audio``: every usable clip's waveform, decoded once into one HDF5 store for training
 and evaluation to read windows from."""
 
+from pipeline import runtime
+
+runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+
 from pathlib import Path
 
 from pipeline import io, stage

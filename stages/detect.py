@@ -3,6 +3,10 @@
 Runs as one process, or sharded: ``torchrun --nproc_per_node=N stages/detect.py ...``.
 """
 
+from pipeline import runtime
+
+runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+
 from pipeline import io, stage
 from pipeline.detection.run import DetectParams, detect_all
 

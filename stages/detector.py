@@ -1,5 +1,9 @@
 """DVC stage ``detector``: make the detector checkpoint with the backend ``detector.kind``."""
 
+from pipeline import runtime
+
+runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+
 from pipeline import io, stage
 from pipeline.detection.backends import DetectorParams, make_detector
 from pipeline.inputs import check_tracked

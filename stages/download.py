@@ -1,5 +1,9 @@
 """DVC stage ``download``: fetch, cut and canonicalise every candidate clip of the manifest."""
 
+from pipeline import runtime
+
+runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+
 from pipeline import io, stage
 from pipeline.download.run import DownloadParams, check_enough, download_all
 

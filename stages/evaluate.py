@@ -1,6 +1,10 @@
 """DVC stage ``evaluate``: the trained separator on a fixed, seeded list of test pairs, beside the
 mixture baseline and the ideal-mask ceilings, with an HTML report."""
 
+from pipeline import runtime
+
+runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+
 from pipeline import io, stage
 from pipeline.evaluation.report import write_report
 from pipeline.evaluation.run import EvaluateParams, evaluate_all, write_outputs

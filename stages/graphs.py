@@ -1,5 +1,9 @@
 """DVC stage ``graphs``: a visual scene graph per clip with usable detections, into HDF5."""
 
+from pipeline import runtime
+
+runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+
 from pipeline import io, stage
 from pipeline.graphs.build import GraphsParams
 from pipeline.graphs.class_map import ClassMapParams

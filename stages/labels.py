@@ -1,5 +1,9 @@
 """DVC stage ``labels``: mine ASIW labels from the clip table's captions (or MUSIC categories)."""
 
+from pipeline import runtime
+
+runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+
 from pipeline import io, stage
 from pipeline.labels.dictionary import load_dictionary
 from pipeline.labels.mine import LabelsParams, mine_labels

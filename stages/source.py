@@ -1,5 +1,9 @@
 """DVC stage ``source``: fetch the selected source's metadata and write the clip table."""
 
+from pipeline import runtime
+
+runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+
 from pipeline import stage
 from pipeline.inputs import check_tracked
 from pipeline.params import BaseParams

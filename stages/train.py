@@ -1,6 +1,10 @@
 """DVC stage ``train``: the separator, trained by mix-and-separate (resumable; runs the same under
 ``torchrun --nproc_per_node=N stages/train.py ...``)."""
 
+from pipeline import runtime
+
+runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+
 from pipeline import io, stage
 from pipeline.separation.train import ModelParams, TrainParams, train
 

@@ -10,10 +10,15 @@ from pathlib import Path
 
 # The suite runs on two pytest workers, each starting stages with torch threads of their own: idle
 # OpenMP threads must sleep rather than spin, or they take the other worker's core (a shared
-# 2-core machine ran 4x slower with spinning threads). Subprocesses inherit it.
+# 2-core machine ran 4x slower with spinning threads). Subprocesses inherit it; the stages keep it
+# (pipeline/runtime.py), and the workers' own torch gets the stages' allocator settings.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import pytest
+from pipeline import runtime  # noqa: E402
+
+runtime.tune_process()
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

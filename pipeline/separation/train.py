@@ -226,34 +226,63 @@ class StepBatches(torch.utils.data.Sampler):
 
 
 @torch.no_grad()
+class Validation:
+    """The fixed validation mixtures, read and collated once, scored by mean SDR of the separated
+    videos. The mixture's own scores (each video's estimate taken to be the mixture), which no
+    training changes, are computed at the first call and kept (they were half of each
+    validation's time)."""
+
+    def __init__(self, graphs, audio, pairs, recipe, cfg, batch_size: int):
+        self.recipe, self.cfg = recipe, cfg
+        self.batches = [
+            collate([load_item(graphs, audio, p, cfg.samples) for p in pairs[i : i + batch_size]])
+            for i in range(0, len(pairs), batch_size)
+        ]
+        self.mixture: list[np.ndarray | None] | None = None  # per pair; None: unscorable
+
+    def __call__(self, model, device) -> dict[str, Any]:
+        model.eval()
+        permute = getattr(model, "permutation_invariant", False)
+        first = self.mixture is None
+        mixture = [] if first else self.mixture
+        sdr, sdr_mix, skipped, k = [], [], 0, 0
+        for batch in self.batches:
+            wav, graphs = batch["wav"].to(device), batch["graphs"].to(device)
+            out = separate(model, wav, graphs, self.recipe, self.cfg)
+            parts, video, mix = (out[n].double().cpu().numpy() for n in ("parts", "video", "mix"))
+            for j in range(len(parts)):
+                if first:
+                    try:
+                        mixture.append(bss_eval(parts[j], np.stack([mix[j], mix[j]]))["sdr"])
+                    except Unscorable:  # a silent or short reference: always skipped
+                        mixture.append(None)
+                m, k = mixture[k], k + 1
+                try:
+                    if m is None:
+                        raise Unscorable("the mixture is unscorable")
+                    s = bss_eval(parts[j], video[j], permute=permute)["sdr"]
+                except Unscorable:  # the pair is counted as skipped
+                    skipped += 1
+                    continue
+                sdr.extend(s)
+                sdr_mix.extend(m)
+        self.mixture = mixture
+        model.train()
+        if not sdr:
+            nan = float("nan")
+            return {"sdr": nan, "sdr_mixture": nan, "pairs": 0, "skipped": skipped}
+        return {
+            "sdr": float(np.mean(sdr)),
+            "sdr_mixture": float(np.mean(sdr_mix)),
+            "pairs": len(sdr) // 2,
+            "skipped": skipped,
+        }
+
+
 def validate(model, graphs, audio, pairs, recipe, cfg, batch_size, device) -> dict[str, Any]:
-    """Mean SDR of the separated videos over the validation mixtures, and of the mixture itself."""
-    model.eval()
-    permute = getattr(model, "permutation_invariant", False)
-    sdr, sdr_mix, skipped = [], [], 0
-    for i in range(0, len(pairs), batch_size):
-        items = [load_item(graphs, audio, p, cfg.samples) for p in pairs[i : i + batch_size]]
-        batch = collate(items)
-        out = separate(model, batch["wav"].to(device), batch["graphs"].to(device), recipe, cfg)
-        parts, video, mix = (out[k].double().cpu().numpy() for k in ("parts", "video", "mix"))
-        for j in range(len(items)):
-            try:
-                s = bss_eval(parts[j], video[j], permute=permute)["sdr"]
-                m = bss_eval(parts[j], np.stack([mix[j], mix[j]]))["sdr"]
-            except Unscorable:  # a silent or short reference: the pair is counted as skipped
-                skipped += 1
-                continue
-            sdr.extend(s)
-            sdr_mix.extend(m)
-    model.train()
-    if not sdr:
-        return {"sdr": float("nan"), "sdr_mixture": float("nan"), "pairs": 0, "skipped": skipped}
-    return {
-        "sdr": float(np.mean(sdr)),
-        "sdr_mixture": float(np.mean(sdr_mix)),
-        "pairs": len(sdr) // 2,
-        "skipped": skipped,
-    }
+    """Mean SDR of the separated videos over the validation mixtures, and of the mixture itself
+    (one :class:`Validation`)."""
+    return Validation(graphs, audio, pairs, recipe, cfg, batch_size)(model, device)
 
 
 def _state_key(
@@ -395,10 +424,17 @@ def train(
             device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=not params.consistency,
         )
-    val_pairs = (  # only rank 0 validates
-        validation_pairs(graphs, audio, splits["val"], params.val_mixtures, cfg.samples, seed)
+    validation = (  # only rank 0 validates
+        Validation(
+            graphs,
+            audio,
+            validation_pairs(graphs, audio, splits["val"], params.val_mixtures, cfg.samples, seed),
+            recipe,
+            cfg,
+            params.batch_size,
+        )
         if rank == 0
-        else []
+        else None
     )
     dataset = MixtureDataset(
         graphs,
@@ -450,13 +486,14 @@ def train(
             row = {f"train/{k}": float(np.mean(v)) for k, v in running.items()}
             running = {}
         if rank == 0 and (step % params.val_every == 0 or step == params.steps):
-            val = validate(model, graphs, audio, val_pairs, recipe, cfg, params.batch_size, device)
+            val = validation(model, device)
             row.update({"val/sdr": val["sdr"], "val/sdr_mixture": val["sdr_mixture"]})
             if val["sdr"] > best["sdr"]:
                 best = {
                     "step": step,
                     "sdr": val["sdr"],
                     "state_dict": copy.deepcopy(model.state_dict()),
+                    "validation": val,
                 }
             bar.set_postfix(val_sdr=f"{val['sdr']:.2f}")
         if row:
@@ -477,9 +514,7 @@ def train(
         return None
     if best["state_dict"] is None:  # resumed at the end with nothing new: use the last weights
         best = {**best, "state_dict": model.state_dict()}
-    final = validate_best(
-        model, best, graphs, audio, val_pairs, recipe, cfg, params.batch_size, device
-    )
+    final = best.get("validation") or validate_best(model, best, validation, device)
     if model_out is not None:
         model.load_state_dict(best["state_dict"])
         save_separator(
@@ -520,11 +555,12 @@ def train(
     }
 
 
-def validate_best(model, best, graphs, audio, pairs, recipe, cfg, batch_size, device) -> dict:
-    """The validation figures of the selected weights."""
+def validate_best(model, best, validation: Validation, device) -> dict:
+    """The validation figures of the selected weights (when the run did not keep them: a state
+    file from before they were kept, or a run resumed at its end)."""
     current = copy.deepcopy(model.state_dict())
     model.load_state_dict(best["state_dict"])
-    out = validate(model, graphs, audio, pairs, recipe, cfg, batch_size, device)
+    out = validation(model, device)
     model.load_state_dict(current)
     return out
 

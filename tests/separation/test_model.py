@@ -85,6 +85,61 @@ def test_layers_one_by_one():
         SceneGraphEncoder(6, hidden=9, heads=2)
 
 
+def decode_by_concatenation(unet, maps, cond, index):
+    """The decoder as the paper draws it: every up-convolution reads the concatenation of its
+    input and the encoder's map, gathered for each embedding."""
+    inner = maps[-1].index_select(0, index)
+    h = torch.cat([inner, cond[:, :, None, None].expand(-1, -1, *inner.shape[-2:])], 1)
+    for k, layer in enumerate(unet.up):
+        h = layer(h)
+        level = unet.levels - 2 - k
+        if unet.skip and level >= 0:
+            h = torch.cat([h, maps[level].index_select(0, index)], 1)
+    return h
+
+
+def zero_in_exact_arithmetic(unet):
+    """The biases of the convolutions right before a batch norm, which removes them: their
+    gradients are zero but for rounding."""
+    names = set()
+    for name, module in unet.named_modules():
+        if isinstance(module, torch.nn.Sequential):
+            for i, (a, b) in enumerate(itertools.pairwise(module)):
+                if isinstance(b, torch.nn.BatchNorm2d) and getattr(a, "bias", None) is not None:
+                    names.add(f"{name}.{i}.bias")
+    return names
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("skip", [True, False])
+def test_the_decoder_convolves_each_mixtures_part_once_with_the_same_result(dtype, skip):
+    torch.manual_seed(0)
+    unet = ConditionedUNet(ngf=4, levels=7, cond_channels=8, skip=skip).to(dtype).train()
+    mix = torch.rand(3, 1, 128, 128, dtype=dtype)
+    cond = torch.randn(10, 8, dtype=dtype, requires_grad=True)
+    index = torch.tensor([0, 0, 2, 1, 1, 1, 2, 0, 2, 2])  # uneven, unordered: any gather
+    weight = torch.rand(10, 1, 128, 128, dtype=dtype)
+    results = []
+    for decode in (unet.decode, lambda m, c, i: decode_by_concatenation(unet, m, c, i)):
+        unet.zero_grad()
+        cond.grad = None
+        out = decode(unet.encode(mix), cond, index)  # batch norm: the same batch statistics
+        (out * weight).sum().backward()
+        grads = {"output": out.detach(), "cond": cond.grad.clone()}
+        results.append(grads | {n: p.grad.clone() for n, p in unet.named_parameters()})
+    new, old = results
+    # Sums in another order: equal to rounding, relative to each tensor's largest entry; the
+    # gradients that are zero in exact arithmetic are rounding, small against the largest.
+    rel, zero = (1e-9, 1e-12) if dtype == torch.float64 else (2e-4, 1e-3)
+    noise = zero_in_exact_arithmetic(unet)
+    scale = max(float(g.abs().max()) for g in old.values())
+    assert noise
+    for name in old.keys() - noise:
+        assert (new[name] - old[name]).abs().max() <= rel * old[name].abs().max(), name
+    for name in noise:
+        assert new[name].abs().max() <= zero * scale, name
+
+
 def test_a_single_graph_and_the_graph_encoder_is_permutation_invariant():
     enc = SceneGraphEncoder(6, hidden=8, edge_channels=8, heads=2).eval()
     g = graphs((4,))

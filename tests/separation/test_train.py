@@ -20,7 +20,13 @@ from pipeline.separation.data import MixtureDataset, collate, validation_pairs
 from pipeline.separation.model import build_separator, load_separator
 from pipeline.separation.spectrogram import SpecConfig
 from pipeline.separation.step import RECIPES, compute_losses, separate
-from pipeline.separation.train import ModelParams, TrainParams, model_config, train
+from pipeline.separation.train import (
+    ModelParams,
+    TrainParams,
+    Validation,
+    model_config,
+    train,
+)
 from tests.conftest import REPO
 
 MODEL = ModelParams("avsgs", "tiny", gat=True, edgeconv=True, gru=True, skip=True)
@@ -191,6 +197,31 @@ def test_a_state_of_another_architecture_under_the_same_params_starts_afresh(
     widths = unet._channels
     monkeypatch.setattr(unet, "_channels", lambda ngf, levels: widths(ngf + 1, levels))
     assert _run(stores, tmp_path, "arch", params=params)["resumed_at_step"] == 0
+
+
+def test_validation_scores_the_mixtures_once_with_the_same_figures(stores, monkeypatch):
+    import pipeline.separation.train as train_mod
+
+    graphs_path, audio_path = stores
+    graphs, audio = GraphStore(graphs_path), AudioStore(audio_path)
+    cfg = SpecConfig(sample_rate=11025, samples=32767)
+    pairs = validation_pairs(graphs, audio, graphs.ids("val"), 3, cfg.samples, 0)
+    params = ModelParams("avsgs", "tiny", True, True, True, True)
+    torch.manual_seed(0)
+    model = build_separator("avsgs", model_config(params, "reference", 8, 4, 2))
+    calls = []
+    scored = train_mod.bss_eval
+    monkeypatch.setattr(train_mod, "bss_eval", lambda *a, **k: calls.append(1) or scored(*a, **k))
+    validation = Validation(graphs, audio, pairs, RECIPES["reference"], cfg, 2)
+    first = validation(model, torch.device("cpu"))
+    assert len(calls) == 2 * len(pairs)  # the separated videos and the mixture
+    with torch.no_grad():
+        model.unet.up[-1][1].bias.add_(1.0)  # other weights: other estimates
+    second = validation(model, torch.device("cpu"))
+    assert len(calls) == 3 * len(pairs)  # the mixture's scores are kept
+    fresh = Validation(graphs, audio, pairs, RECIPES["reference"], cfg, 3)(model, "cpu")
+    assert second == fresh and second["sdr"] != first["sdr"]
+    assert first["sdr_mixture"] == second["sdr_mixture"] and first["pairs"] == len(pairs)
 
 
 def test_separate_returns_every_estimate(stores):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -76,14 +77,52 @@ class ConditionedUNet(nn.Module):
     def decode(
         self, maps: list[torch.Tensor], cond: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor:
-        inner = maps[-1].index_select(0, index)
-        h = torch.cat([inner, cond[:, :, None, None].expand(-1, -1, *inner.shape[-2:])], 1)
-        for k, layer in enumerate(self.up):
-            h = layer(h)
-            level = self.levels - 2 - k  # the encoder map at h's resolution
-            if self.skip and level >= 0:
-                h = torch.cat([h, maps[level].index_select(0, index)], 1)
+        """Mask logits of each embedding's mixture. Every up-convolution of the paper reads a
+        concatenation ``cat([h, skip])`` (the first, ``cat([bottleneck, cond])``) in which the
+        encoder's part is the same for all ``K / B`` embeddings of a mixture. A convolution of a
+        concatenation is the sum of its parts' convolutions, so that part is convolved once per
+        mixture and gathered, not once per embedding: the same function with about half the
+        decoder's arithmetic (``tests/separation/test_model.py`` checks it against the
+        concatenation)."""
+        h = cond[:, :, None, None].expand(-1, -1, *maps[-1].shape[-2:])
+        h = _up(self.up[0], h, maps[-1], index, shared_first=True)
+        for k, layer in enumerate(self.up[1:], 1):
+            skip = maps[self.levels - 1 - k]  # the encoder map at h's resolution
+            h = _up(layer, h, skip, index, shared_first=False) if self.skip else layer(h)
         return h
+
+
+def _up(
+    layer: nn.Sequential,
+    own: torch.Tensor,
+    shared: torch.Tensor,
+    index: torch.Tensor,
+    shared_first: bool,
+) -> torch.Tensor:
+    """``layer`` (ReLU, ConvTranspose2d, optional BatchNorm) applied to ``cat([shared[index],
+    own])`` (``shared_first``) or ``cat([own, shared[index]])``, with the ``shared`` part
+    ``(B, ..)`` convolved once per mixture and the ``own`` part ``(K, ..)`` once per embedding."""
+    relu, conv, *rest = layer
+    w = conv.weight  # (in, out, kh, kw): the input channels in concatenation order
+    cut = shared.shape[1] if shared_first else own.shape[1]
+    w_shared, w_own = (w[:cut], w[cut:]) if shared_first else (w[cut:], w[:cut])
+
+    def up(x, weight, bias):
+        return F.conv_transpose2d(
+            relu(x),
+            weight,
+            bias,
+            conv.stride,
+            conv.padding,
+            conv.output_padding,
+            conv.groups,
+            conv.dilation,
+        )
+
+    h = up(own, w_own, None) + up(shared, w_shared, conv.bias).index_select(0, index)
+    for module in rest:
+        h = module(h)
+    return h
 
 
 def masks_from_embeddings(
