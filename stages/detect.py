@@ -5,7 +5,7 @@ Runs as one process, or sharded: ``torchrun --nproc_per_node=N stages/detect.py 
 
 from pipeline import runtime
 
-runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start
 
 from pipeline import io, stage
 from pipeline.detection.run import DetectParams, detect_all

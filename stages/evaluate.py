@@ -3,7 +3,7 @@ mixture baseline and the ideal-mask ceilings, with an HTML report."""
 
 from pipeline import runtime
 
-runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start
 
 from pipeline import io, stage
 from pipeline.evaluation.report import write_report

@@ -2,7 +2,7 @@
 
 from pipeline import runtime
 
-runtime.tune_process()  # first: OpenMP reads its settings when torch loads
+runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start
 
 from pipeline import io, stage
 from pipeline.graphs.build import GraphsParams
