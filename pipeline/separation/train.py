@@ -225,7 +225,6 @@ class StepBatches(torch.utils.data.Sampler):
             yield list(range(first, first + self.local))
 
 
-@torch.no_grad()
 class Validation:
     """The fixed validation mixtures, read and collated once, scored by mean SDR of the separated
     videos. The mixture's own scores (each video's estimate taken to be the mixture), which no
@@ -240,6 +239,7 @@ class Validation:
         ]
         self.mixture: list[np.ndarray | None] | None = None  # per pair; None: unscorable
 
+    @torch.no_grad()
     def __call__(self, model, device) -> dict[str, Any]:
         model.eval()
         permute = getattr(model, "permutation_invariant", False)

@@ -6,7 +6,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from torchvision.models import resnet18
 
 
 class AudioClassifier(nn.Module):
@@ -37,6 +36,8 @@ class AudioClassifier(nn.Module):
     ):
         super().__init__()
         if arch == "resnet18":
+            from torchvision.models import resnet18  # here: torchvision takes seconds to import
+
             net = resnet18(num_classes=n_classes)
             net.conv1 = nn.Conv2d(1, 64, 7, 2, 3, bias=False)
             net.avgpool = nn.AdaptiveMaxPool2d(1)
