@@ -220,7 +220,8 @@ def test_validation_scores_the_mixtures_once_with_the_same_figures(stores, monke
     second = validation(model, torch.device("cpu"))
     assert len(calls) == 3 * len(pairs)  # the mixture's scores are kept
     fresh = Validation(graphs, audio, pairs, RECIPES["reference"], cfg, 3)(model, "cpu")
-    assert second == fresh and second["sdr"] != first["sdr"]
+    assert second == pytest.approx(fresh, rel=1e-7)  # another batching: rounding only
+    assert second["sdr"] != pytest.approx(first["sdr"], rel=1e-3)
     assert first["sdr_mixture"] == second["sdr_mixture"] and first["pairs"] == len(pairs)
 
 
