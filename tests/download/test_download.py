@@ -343,7 +343,8 @@ def test_hostile_downloads_are_each_their_clips_failure(served, tmp_path, monkey
         return real(record, *a, **kw)
 
     monkeypatch.setattr(run, "clip_url", clip_url)
-    params = _params(base, max_attempts=1, timeout=5.0, max_bytes=3_000_000, deadline=4.0)
+    # deadline: past the fetch child's start-up on a loaded machine (the drip server stops at 10 s)
+    params = _params(base, max_attempts=1, timeout=5.0, max_bytes=3_000_000, deadline=8.0)
     t0 = time.monotonic()
     out, metrics = download_all(rows[1:], params, SR, tmp_path / "media", tmp_path)
     assert time.monotonic() - t0 < 60
