@@ -37,7 +37,7 @@ OLD = "7349127"  # main before the speed work of issue 27
 WAIT_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME", "PIPELINE_TUNE")
 
 
-def _model_and_batches(batch: int, n: int, window: int = 32767):
+def _model_and_batches(batch: int, n: int, window: int = 32767, preset: str = "small"):
     import torch
 
     from pipeline.graphs.store import GraphStore
@@ -50,7 +50,7 @@ def _model_and_batches(batch: int, n: int, window: int = 32767):
     graphs, audio = GraphStore(GRAPHS), AudioStore(AUDIO)
     cfg = SpecConfig(samples=window)
     data = MixtureDataset(graphs, audio, graphs.ids("train"), cfg.samples, (0, 0), batch * n)
-    params = ModelParams("avsgs", "small", True, True, True, True)
+    params = ModelParams("avsgs", preset, True, True, True, True)
     n_classes = len(graphs.label_names) + 1
     config = model_config(params, "reference", graphs.attrs["feature_dim"], n_classes, 2)
     torch.manual_seed(0)
@@ -187,20 +187,12 @@ def compare(old: str, batches: list[int], threads: list[int], steps: int) -> Non
 def preset_steps(preset: str, batch: int = 4, n: int = 4) -> dict:
     import torch
 
-    from pipeline.separation.model import build_separator
     from pipeline.separation.step import RECIPES, compute_losses
-    from pipeline.separation.train import ModelParams, model_config
 
     torch.set_num_threads(2)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    _, batches, _, graphs, _ = _model_and_batches(batch, n + 1, 65535)
-    from pipeline.separation.spectrogram import SpecConfig
-
-    cfg = SpecConfig()
-    params = ModelParams("avsgs", preset, True, True, True, True)
-    n_classes = len(graphs.label_names) + 1
-    config = model_config(params, "reference", graphs.attrs["feature_dim"], n_classes, 2)
-    model = build_separator("avsgs", config).to(device)
+    model, batches, cfg, _, _ = _model_and_batches(batch, n + 1, 65535, preset)
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step(b):

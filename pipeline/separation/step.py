@@ -51,14 +51,20 @@ RECIPES = {
 }
 
 
-def spectrograms(wav: torch.Tensor, recipe: Recipe, cfg: SpecConfig) -> dict[str, torch.Tensor]:
-    """From ``wav (B, 2, L)``: the mixture ``mix (B, L)``, each video's part in it ``parts (B, 2,
-    L)``, the mixture's complex STFT ``spec (B, F_lin, T)``, magnitudes ``mix_mag (B, 1, F, T)``
-    and ``part_mag (B, 2, 1, F, T)``."""
+def mix_parts(wav: torch.Tensor, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+    """From ``wav (B, 2, L)``: each video's part in the mixture ``parts (B, 2, L)`` (the
+    references) and the mixture ``mix (B, L)``."""
     if wav.dim() != 3 or wav.shape[1] != 2:
         raise ValueError(f"expected wav (batch, 2, samples), got {tuple(wav.shape)}")
     parts = wav * (0.5 if recipe.mixture == "mean" else 1.0)
-    mix = parts.sum(1)
+    return parts, parts.sum(1)
+
+
+def spectrograms(wav: torch.Tensor, recipe: Recipe, cfg: SpecConfig) -> dict[str, torch.Tensor]:
+    """From ``wav (B, 2, L)``: ``parts`` and ``mix`` (:func:`mix_parts`), the mixture's complex
+    STFT ``spec (B, F_lin, T)``, magnitudes ``mix_mag (B, 1, F, T)`` and ``part_mag (B, 2, 1, F,
+    T)``."""
+    parts, mix = mix_parts(wav, recipe)
     spec, mix_mag = log_freq_magnitude(mix, cfg)
     _, part_mag = log_freq_magnitude(parts.flatten(0, 1), cfg)
     return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -39,7 +40,7 @@ from pipeline.separation.data import (
 )
 from pipeline.separation.model import PRESETS, SEPARATORS, build_separator, save_separator
 from pipeline.separation.spectrogram import SpecConfig
-from pipeline.separation.step import RECIPES, compute_losses, separate
+from pipeline.separation.step import RECIPES, compute_losses, mix_parts, separate
 
 log = logging.getLogger(__name__)
 STATE_SCHEMA = 1
@@ -228,7 +229,7 @@ class StepBatches(torch.utils.data.Sampler):
 class Validation:
     """The fixed validation mixtures, read and collated once, scored by mean SDR of the separated
     videos. The mixture's own scores (each video's estimate taken to be the mixture), which no
-    training changes, are computed at the first call and kept (they were half of each
+    training changes, are computed once, at the first validation (they were half of each
     validation's time)."""
 
     def __init__(self, graphs, audio, pairs, recipe, cfg, batch_size: int):
@@ -237,36 +238,41 @@ class Validation:
             collate([load_item(graphs, audio, p, cfg.samples) for p in pairs[i : i + batch_size]])
             for i in range(0, len(pairs), batch_size)
         ]
-        self.mixture: list[np.ndarray | None] | None = None  # per pair; None: unscorable
+
+    @functools.cached_property
+    def mixture(self) -> list[list[np.ndarray | None]]:
+        """Per batch, each pair's SDR of the mixture as both estimates; ``None``: unscorable (a
+        silent or short reference), so the pair is always skipped."""
+        scores = []
+        for batch in self.batches:
+            parts, mix = (x.double().numpy() for x in mix_parts(batch["wav"], self.recipe))
+            scores.append([])
+            for refs, m in zip(parts, mix, strict=True):
+                try:
+                    scores[-1].append(bss_eval(refs, np.stack([m, m]))["sdr"])
+                except Unscorable:
+                    scores[-1].append(None)
+        return scores
 
     @torch.no_grad()
     def __call__(self, model, device) -> dict[str, Any]:
         model.eval()
         permute = getattr(model, "permutation_invariant", False)
-        first = self.mixture is None
-        mixture = [] if first else self.mixture
-        sdr, sdr_mix, skipped, k = [], [], 0, 0
-        for batch in self.batches:
+        sdr, sdr_mix, skipped = [], [], 0
+        for batch, mixture in zip(self.batches, self.mixture, strict=True):
             wav, graphs = batch["wav"].to(device), batch["graphs"].to(device)
             out = separate(model, wav, graphs, self.recipe, self.cfg)
-            parts, video, mix = (out[n].double().cpu().numpy() for n in ("parts", "video", "mix"))
-            for j in range(len(parts)):
-                if first:
-                    try:
-                        mixture.append(bss_eval(parts[j], np.stack([mix[j], mix[j]]))["sdr"])
-                    except Unscorable:  # a silent or short reference: always skipped
-                        mixture.append(None)
-                m, k = mixture[k], k + 1
+            parts, video = (out[n].double().cpu().numpy() for n in ("parts", "video"))
+            for refs, est, m in zip(parts, video, mixture, strict=True):
                 try:
                     if m is None:
                         raise Unscorable("the mixture is unscorable")
-                    s = bss_eval(parts[j], video[j], permute=permute)["sdr"]
+                    s = bss_eval(refs, est, permute=permute)["sdr"]
                 except Unscorable:  # the pair is counted as skipped
                     skipped += 1
                     continue
                 sdr.extend(s)
                 sdr_mix.extend(m)
-        self.mixture = mixture
         model.train()
         if not sdr:
             nan = float("nan")
