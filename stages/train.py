@@ -6,7 +6,8 @@ from pipeline import runtime
 runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start
 
 from pipeline import io, stage
-from pipeline.separation.train import ModelParams, TrainParams, train
+from pipeline.separation.model import ModelParams
+from pipeline.separation.train import TrainParams, train
 
 PARAMS = {
     "base.seed": int,

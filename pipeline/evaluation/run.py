@@ -41,9 +41,6 @@ class EvaluateParams:
             that has two (scored against its stems).
         report_examples: pairs shown in the HTML report.
         threads: torch CPU threads.
-        mask_constraint: divide each video's mask by the sum of both videos' masks, so the two
-            estimates add up to the mixture (mixture consistency; SoBB's softmax constraint
-            applied after the fact). Off: each video's mask as the model gives it.
     """
 
     n_pairs: int
@@ -51,7 +48,6 @@ class EvaluateParams:
     within_clip: bool
     report_examples: int
     threads: int
-    mask_constraint: bool = False
 
     def __post_init__(self) -> None:
         if self.n_pairs < 1 or self.batch_size < 1 or self.threads < 1 or self.report_examples < 0:
@@ -109,7 +105,6 @@ def evaluate_all(
             f"{graphs.label_names}; rerun `dvc repro train`"
         )
     names = graphs.label_names
-    permute = getattr(model, "permutation_invariant", False)  # audio_only: best assignment
     test = [c for c in graphs.ids("test") if c in audio]
     labels = {c: [names[v] for v in graphs.labels[graphs.index[c]] if v >= 0] for c in test}
     pairs = test_pairs(labels, params.n_pairs, seed)
@@ -117,99 +112,117 @@ def evaluate_all(
         raise PipelineError(
             f"no two test clips without a class in common among {len(test)} test clips"
         )
-    rows, examples = [], []
-    scored: dict[str, list[float]] = {
-        k: [] for k in ("sdr", "sir", "sar", "mix", "ibm", "irm", "ibm_log", "irm_log")
-    }
-    per_class: dict[str, dict[str, list[float]]] = {}
+    rows, examples, tally = [], [], Tally()
     for pair in tqdm(pairs, desc="evaluate", unit="pair", mininterval=5):
-        a, b = pair["clip_ids"]
-        n = min(audio.length(a), audio.length(b))
-        wav = np.stack([audio.read(a, 0, n), audio.read(b, 0, n)])
-        row: dict[str, Any] = {
-            "pair": pair["pair"],
-            "clip_a": a,
-            "clip_b": b,
-            "labels_a": "+".join(pair["labels"][0]),
-            "labels_b": "+".join(pair["labels"][1]),
-        }
-        try:
-            out = separate_pair(
-                model,
-                wav,
-                [graphs.data(a), graphs.data(b)],
-                recipe,
-                cfg,
-                params.batch_size,
-                params.mask_constraint,
-            )
-            est = bss_eval(out["parts"], out["video"], permute=permute)
-            if permute:  # the estimates in the order of the references they were scored with
-                out = {
-                    **out,
-                    "video": out["video"][est["order"]],
-                    "slots": out["slots"][est["order"]],
-                }
-            mix = bss_eval(out["parts"], np.stack([out["mix"], out["mix"]]))
-            oracle = oracle_estimates(out["parts"], cfg)
-            ibm = bss_eval(out["parts"], oracle["ibm"])
-            irm = bss_eval(out["parts"], oracle["irm"])
-            grid = log_grid_oracle(out["parts"], cfg)
-            ibm_log, irm_log = (
-                bss_eval(out["parts"], grid["ibm"]),
-                bss_eval(out["parts"], grid["irm"]),
-            )
-        except Unscorable as err:
-            rows.append({**row, "status": "skipped", "reason": str(err)})
-            log.warning("evaluate: pair %d (%s, %s) skipped: %s", pair["pair"], a, b, err)
+        row, out, scores = score_pair(model, graphs, audio, pair, recipe, cfg, params.batch_size)
+        rows.append(row)
+        if scores is None:
+            log.warning("evaluate: pair %d (%s, %s) skipped: %s", *pair_names(row), row["reason"])
             continue
-        for i, side in enumerate("ab"):
-            for k in SCORES:
-                row[f"{k}_{side}"] = round(float(est[k][i]), 4)
-            row[f"sdr_mixture_{side}"] = round(float(mix["sdr"][i]), 4)
-            row[f"ibm_sdr_{side}"] = round(float(ibm["sdr"][i]), 4)
-            row[f"irm_sdr_{side}"] = round(float(irm["sdr"][i]), 4)
-            for k in SCORES:
-                scored[k].append(float(est[k][i]))
-            scored["mix"].append(float(mix["sdr"][i]))
-            scored["ibm"].append(float(ibm["sdr"][i]))
-            scored["irm"].append(float(irm["sdr"][i]))
-            scored["ibm_log"].append(float(ibm_log["sdr"][i]))
-            scored["irm_log"].append(float(irm_log["sdr"][i]))
-            for cls in pair["labels"][i]:
-                c = per_class.setdefault(cls, {"sdr": [], "sdri": []})
-                c["sdr"].append(float(est["sdr"][i]))
-                c["sdri"].append(float(est["sdr"][i] - mix["sdr"][i]))
-        rows.append({**row, "status": "ok", "reason": ""})
+        tally.add(scores, pair["labels"])
         if len(examples) < params.report_examples:
             examples.append({"pair": pair, "row": row, **out, "rate": cfg.sample_rate})
-    if not scored["sdr"]:
+    if not tally.values["sdr"]:
         raise PipelineError(f"evaluate: none of the {len(pairs)} pairs could be scored")
-    sdr, mixture = np.array(scored["sdr"]), np.array(scored["mix"])
     metrics = {
-        "sdr": _mean(scored["sdr"]),
-        "sir": _mean(scored["sir"]),
-        "sar": _mean(scored["sar"]),
-        "sdr_median": round(float(np.median(sdr)), 3),
-        "sdr_mixture": _mean(scored["mix"]),
-        "sdri": round(float(np.mean(sdr - mixture)), 3),
-        "oracle_ibm_sdr": _mean(scored["ibm"]),
-        "oracle_irm_sdr": _mean(scored["irm"]),
-        "oracle_ibm_sdr_log_grid": _mean(scored["ibm_log"]),
-        "oracle_irm_sdr_log_grid": _mean(scored["irm_log"]),
-        "n_pairs": len(scored["sdr"]) // 2,
-        "skipped": len(pairs) - len(scored["sdr"]) // 2,
-        "per_class": {
-            c: {"sdr": _mean(v["sdr"]), "sdri": _mean(v["sdri"]), "n": len(v["sdr"])}
-            for c, v in sorted(per_class.items())
-        },
+        **tally.metrics(len(pairs)),
         "recipe": meta["recipe"],
         "model": meta["name"],
-        "mask_constraint": params.mask_constraint,
     }
     if params.within_clip and stems_dir is not None and Path(stems_dir).is_dir():
         metrics.update(within_clip(model, graphs, test, Path(stems_dir), recipe, cfg, params))
     return {"pairs": pairs, "rows": rows, "metrics": metrics, "examples": examples}
+
+
+def pair_names(row: dict[str, Any]) -> tuple[int, str, str]:
+    return row["pair"], row["clip_a"], row["clip_b"]
+
+
+def score_pair(model, graphs, audio, pair, recipe, cfg, batch_size: int):
+    """Separate one test pair's mixture and score it beside the mixture itself and the ideal
+    masks (on the linear STFT and on the separator's log-frequency grid). Returns the pair's row
+    (``status`` ``ok``, or ``skipped`` with the ``reason``), the separated audio and the SDR,
+    SIR and SAR of each video (``sdr`` ...) with the references' SDRs (``mix``, ``ibm`` ...), or
+    ``None`` twice for a skipped pair."""
+    a, b = pair["clip_ids"]
+    n = min(audio.length(a), audio.length(b))
+    wav = np.stack([audio.read(a, 0, n), audio.read(b, 0, n)])
+    row: dict[str, Any] = {
+        "pair": pair["pair"],
+        "clip_a": a,
+        "clip_b": b,
+        "labels_a": "+".join(pair["labels"][0]),
+        "labels_b": "+".join(pair["labels"][1]),
+    }
+    permute = model.permutation_invariant  # audio_only: the better assignment
+    try:
+        out = separate_pair(model, wav, [graphs.data(a), graphs.data(b)], recipe, cfg, batch_size)
+        refs = out["parts"]
+        est = bss_eval(refs, out["video"], permute=permute)
+        if permute:  # the estimates in the order of the references they were scored with
+            out = {**out, "video": out["video"][est["order"]], "slots": out["slots"][est["order"]]}
+        oracle, grid = oracle_estimates(refs, cfg), log_grid_oracle(refs, cfg)
+        references = {
+            "mix": np.stack([out["mix"], out["mix"]]),
+            "ibm": oracle["ibm"],
+            "irm": oracle["irm"],
+            "ibm_log": grid["ibm"],
+            "irm_log": grid["irm"],
+        }
+        scores = {k: [float(x) for x in est[k]] for k in SCORES}
+        for name, estimate in references.items():
+            scores[name] = [float(x) for x in bss_eval(refs, estimate)["sdr"]]
+    except Unscorable as err:
+        return {**row, "status": "skipped", "reason": str(err)}, None, None
+    for i, side in enumerate("ab"):
+        for name in (*SCORES, "mix", "ibm", "irm"):  # the CSV's columns
+            row[f"{COLUMN.get(name, name)}_{side}"] = round(scores[name][i], 4)
+    return {**row, "status": "ok", "reason": ""}, out, scores
+
+
+# the column of a reference's SDR in a pair's row (the log-grid ones are not in the CSV)
+COLUMN = {"mix": "sdr_mixture", "ibm": "ibm_sdr", "irm": "irm_sdr"}
+REFERENCES = ("mix", "ibm", "irm", "ibm_log", "irm_log")
+
+
+class Tally:
+    """The scored pairs' figures, per video and per class, and their means."""
+
+    def __init__(self):
+        self.values: dict[str, list[float]] = {k: [] for k in (*SCORES, *REFERENCES)}
+        self.per_class: dict[str, dict[str, list[float]]] = {}
+
+    def add(self, scores: dict[str, list[float]], labels: list[list[str]]) -> None:
+        """One pair's figures (:func:`score_pair`) and its two videos' classes."""
+        for k, values in scores.items():
+            self.values[k].extend(values)
+        for i in range(2):
+            for cls in labels[i]:
+                c = self.per_class.setdefault(cls, {"sdr": [], "sdri": []})
+                c["sdr"].append(scores["sdr"][i])
+                c["sdri"].append(scores["sdr"][i] - scores["mix"][i])
+
+    def metrics(self, n_pairs: int) -> dict[str, Any]:
+        v = self.values
+        sdr, mixture = np.array(v["sdr"]), np.array(v["mix"])
+        return {
+            "sdr": _mean(v["sdr"]),
+            "sir": _mean(v["sir"]),
+            "sar": _mean(v["sar"]),
+            "sdr_median": round(float(np.median(sdr)), 3),
+            "sdr_mixture": _mean(v["mix"]),
+            "sdri": round(float(np.mean(sdr - mixture)), 3),
+            "oracle_ibm_sdr": _mean(v["ibm"]),
+            "oracle_irm_sdr": _mean(v["irm"]),
+            "oracle_ibm_sdr_log_grid": _mean(v["ibm_log"]),
+            "oracle_irm_sdr_log_grid": _mean(v["irm_log"]),
+            "n_pairs": len(v["sdr"]) // 2,
+            "skipped": n_pairs - len(v["sdr"]) // 2,
+            "per_class": {
+                c: {"sdr": _mean(x["sdr"]), "sdri": _mean(x["sdri"]), "n": len(x["sdr"])}
+                for c, x in sorted(self.per_class.items())
+            },
+        }
 
 
 def within_clip(model, graphs, clip_ids, stems_dir: Path, recipe, cfg, params) -> dict[str, Any]:

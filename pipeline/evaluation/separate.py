@@ -59,10 +59,8 @@ def separate_pair(
     recipe: Recipe,
     cfg: SpecConfig,
     batch: int = 8,
-    consistent: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Separate the mixture of two whole clips ``wav (2, L)`` with their graphs (``[Data, Data]``)
-    (``consistent``: :func:`~pipeline.separation.step.separate`'s mixture-consistent masks).
+    """Separate the mixture of two whole clips ``wav (2, L)`` with their graphs (``[Data, Data]``).
 
     Returns ``parts (2, L)`` (each clip's part in the mixture: the references), ``mix (L,)``,
     ``video (2, L)`` (each clip's estimate) and ``slots (2, S, L)``."""
@@ -76,7 +74,7 @@ def separate_pair(
     for i in range(0, len(chunks), batch):
         part = torch.from_numpy(chunks[i : i + batch]).to(device)
         g = Batch.from_data_list(graphs * len(part)).to(device)
-        out = separate(model, part, g, recipe, cfg, consistent)
+        out = separate(model, part, g, recipe, cfg)
         video.append(out["video"].double().cpu().numpy())
         slots.append(out["slots"].double().cpu().numpy())
     w = fade(window, window // 4)

@@ -18,8 +18,8 @@ conditions a mask:
   and permutation-invariant training: the co-separation loss takes the better of the two ways to
   assign the outputs to the videos, and scoring takes the better assignment too.
 
-Each class says which of the losses it can use (``losses``); :func:`step.compute_losses` skips
-the others whatever the switches say.
+Each is a :class:`~pipeline.separation.base.Separator`: it says which of the losses it can use
+(``losses``), and :func:`step.compute_losses` skips the others whatever the switches say.
 """
 
 from __future__ import annotations
@@ -29,10 +29,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from pipeline.separation.base import Separator, background_features, principal_features
 from pipeline.separation.nn import AudioClassifier, ConditionedUNet
-from pipeline.separation.nn.unet import masks_from_embeddings
-
-ROLE_PRINCIPAL, ROLE_BACKGROUND = 0, 2
 
 
 def _mlp(cin: int, hidden: int, cout: int) -> nn.Sequential:
@@ -71,32 +69,6 @@ class BoxEncoder(nn.Module):
         return self.net(x)
 
 
-def background_features(graphs, x: torch.Tensor | None = None) -> torch.Tensor:
-    """Each graph's background-node feature ``(G, D)`` (every graph has exactly one), from the
-    graphs' node features or from ``x (|V|, D)``, features of the same nodes."""
-    x = graphs.x if x is None else x
-    keep = graphs.role == ROLE_BACKGROUND
-    n = int(graphs.num_graphs)
-    if int(keep.sum()) != n:
-        raise ValueError(f"expected one background node per graph, got {int(keep.sum())} for {n}")
-    return x.new_zeros((n, x.shape[1])).index_copy(0, graphs.batch[keep], x[keep])
-
-
-def principal_features(
-    graphs, n_slots: int, x: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each graph's principal-node feature per slot ``(G, N, D)`` and which slots hold one
-    ``(G, N)`` bool, from the graphs' node features or from ``x (|V|, D)``."""
-    x = graphs.x if x is None else x
-    keep = graphs.role == ROLE_PRINCIPAL
-    n = int(graphs.num_graphs)
-    index = graphs.batch[keep] * n_slots + graphs.slot[keep]
-    feats = x.new_zeros((n * n_slots, x.shape[1])).index_copy(0, index, x[keep])
-    present = torch.zeros(n * n_slots, dtype=torch.bool, device=x.device)
-    present[index] = True
-    return feats.view(n, n_slots, -1), present.view(n, n_slots)
-
-
 def position_in_mixture(mixture: torch.Tensor) -> torch.Tensor:
     """Each video's position ``(G,)`` among the videos of its mixture (0 for the first), for
     ``mixture`` grouped (the videos of a mixture adjacent, as every caller orders them)."""
@@ -105,41 +77,7 @@ def position_in_mixture(mixture: torch.Tensor) -> torch.Tensor:
     return torch.arange(len(mixture), device=mixture.device) - first.repeat_interleave(counts)
 
 
-class _Conditioned(nn.Module):
-    """The shared half: the U-Net predicting one mask per embedding, and the classifier (None
-    unless a subclass that uses the consistency loss sets one)."""
-
-    losses: tuple[str, ...] = ("consistency", "coseparation", "orthogonality")
-    permutation_invariant = False
-
-    def __init__(self, channels: int, ngf: int, levels: int, skip: bool):
-        super().__init__()
-        self.unet = ConditionedUNet(ngf, levels, channels, skip)
-        self.classifier: AudioClassifier | None = None
-
-    def embed(self, graphs, mixture: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """``visual`` (everything that makes the embeddings), ``separator``, ``classifier``."""
-        separator = {id(p) for p in self.unet.parameters()}
-        judge = {id(p) for p in self.classifier.parameters()} if self.classifier else set()
-        rest = [p for p in self.parameters() if id(p) not in separator | judge]
-        return {
-            "visual": rest,
-            "separator": list(self.unet.parameters()),
-            "classifier": list(self.classifier.parameters()) if self.classifier else [],
-        }
-
-    def forward(
-        self, mix_mag: torch.Tensor, graphs, mixture: torch.Tensor, classify: bool = False
-    ) -> dict[str, torch.Tensor]:
-        y = self.embed(graphs, mixture)
-        judge = self.classifier if classify else None
-        return masks_from_embeddings(self.unet, judge, mix_mag, y, mixture)
-
-
-class CoSeparation(_Conditioned):
+class CoSeparation(Separator):
     """Co-separation (Gao & Grauman, ICCV 2019) on our graphs: slot ``i``'s mask is conditioned on
     its principal object's box feature through an MLP (an empty slot on a learned embedding), the
     last on the background node's; no context nodes, no graph layers, no GRU.
@@ -162,21 +100,21 @@ class CoSeparation(_Conditioned):
         classifier_pool: int = 2,
         skip: bool = True,
     ):
-        super().__init__(channels, ngf, levels, skip)
-        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        super().__init__()
+        self.unet = ConditionedUNet(ngf, levels, channels, skip)
         self.classifier = AudioClassifier(n_classes, classifier, classifier_width, classifier_pool)
         self.n_slots, self.n_outputs = n_slots, n_slots + 1
         self.project = _mlp(node_channels, hidden, channels)
         self.empty = nn.Parameter(torch.randn(channels) * 0.02)
 
-    def embed(self, graphs, mixture):
+    def encode(self, graphs, mixture):
         feats, present = principal_features(graphs, self.n_slots)
         objects = torch.where(present[..., None], self.project(feats), self.empty)
         background = self.project(background_features(graphs))[:, None]
-        return torch.cat([objects, background], 1)
+        return {"embeddings": torch.cat([objects, background], 1)}
 
 
-class FrameConditioned(_Conditioned):
+class FrameConditioned(Separator):
     """One mask per video conditioned on a frame-level feature (Sound of Pixels style): the graph's
     background node through an MLP, or with ``crop_size`` (the proposals backend's RGB crops)
     through a CNN learned on its pixels (:class:`BoxEncoder`). Co-separation loss only (no
@@ -197,16 +135,16 @@ class FrameConditioned(_Conditioned):
         skip: bool = True,
         crop_size: int = 0,
     ):
-        super().__init__(channels, ngf, levels, skip)
-        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        super().__init__()
+        self.unet = ConditionedUNet(ngf, levels, channels, skip)
         self.n_outputs = 1
         self.project = BoxEncoder(node_channels, hidden, channels, crop_size)
 
-    def embed(self, graphs, mixture):
-        return self.project(background_features(graphs))[:, None]
+    def encode(self, graphs, mixture):
+        return {"embeddings": self.project(background_features(graphs))[:, None]}
 
 
-class AudioOnly(_Conditioned):
+class AudioOnly(Separator):
     """No vision: the video at position ``p`` of its mixture gets the learned embedding ``p``;
     trained and scored permutation-invariantly (the assignment of outputs to videos is free).
 
@@ -224,13 +162,13 @@ class AudioOnly(_Conditioned):
         skip: bool = True,
         positions: int = 2,
     ):
-        super().__init__(channels, ngf, levels, skip)
-        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        super().__init__()
+        self.unet = ConditionedUNet(ngf, levels, channels, skip)
         self.n_outputs = 1
         self.slots = nn.Parameter(torch.randn(positions, channels))
 
-    def embed(self, graphs, mixture):
+    def encode(self, graphs, mixture):
         position = position_in_mixture(mixture)
         if int(position.max()) >= len(self.slots):
             raise ValueError(f"audio_only: mixtures of at most {len(self.slots)} videos")
-        return self.slots[position][:, None]
+        return {"embeddings": self.slots[position][:, None]}

@@ -42,13 +42,6 @@ def draw_pair(
     return a, b
 
 
-def check_gain(gain) -> tuple[float, float]:
-    """A gain range ``(low, high)`` as floats, or a ``ValueError`` saying what a range must be."""
-    if len(gain) != 2 or not 0 < gain[0] <= gain[1]:
-        raise ValueError(f"gain must be a range [low, high] with 0 < low <= high, got {gain}")
-    return float(gain[0]), float(gain[1])
-
-
 def draw_start(rng: np.random.Generator, n_samples: int, window: int) -> int:
     return int(rng.integers(0, max(1, n_samples - window + 1)))
 
@@ -63,10 +56,6 @@ class MixtureDataset(torch.utils.data.Dataset):
         seed: with ``k``, seeds everything about item ``k`` (a tuple: training and validation
             draw from different streams, ``(base.seed, 0)`` and ``(base.seed, 1)``).
         length: items (steps x batch size).
-        gain: each clip's window is scaled by a gain drawn uniformly from this range before the
-            two are mixed (``train.gain``: the released code draws from [0.5, 1.5]); ``(1, 1)``
-            leaves the audio as it is. The draw comes after the pair's and the starts', so a
-            range changes the levels and nothing else about an item.
     """
 
     def __init__(
@@ -77,9 +66,7 @@ class MixtureDataset(torch.utils.data.Dataset):
         window: int,
         seed: tuple[int, ...],
         length: int,
-        gain: tuple[float, float] = (1.0, 1.0),
     ):
-        self.gain = check_gain(gain)
         missing = [c for c in clip_ids if c not in audio]
         if missing:
             raise ValueError(
@@ -96,15 +83,11 @@ class MixtureDataset(torch.utils.data.Dataset):
         return self.length
 
     def pair(self, k: int) -> dict[str, Any]:
-        """Item ``k``'s clips, window starts and, with a ``gain`` range, the gains of the two
-        windows (no audio read)."""
+        """Item ``k``'s clips and window starts (no audio read)."""
         rng = np.random.default_rng([*self.seed, k])
         a, b = draw_pair(rng, self.clip_ids, self.labels)
         starts = [draw_start(rng, self.audio.length(c), self.window) for c in (a, b)]
-        pair = {"clip_ids": [a, b], "starts": starts}
-        if self.gain != (1.0, 1.0):
-            pair["gains"] = [float(g) for g in rng.uniform(*self.gain, size=2)]
-        return pair
+        return {"clip_ids": [a, b], "starts": starts}
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         return load_item(self.graphs, self.audio, self.pair(k), self.window)
@@ -113,13 +96,10 @@ class MixtureDataset(torch.utils.data.Dataset):
 def load_item(
     graphs: GraphStore, audio: AudioStore, pair: dict[str, Any], window: int
 ) -> dict[str, Any]:
-    """Audio ``wav (2, window)`` and graphs of a pair ``{"clip_ids", "starts"}`` (and
-    ``"gains"``, each window's scale, where the pair has them)."""
+    """Audio ``wav (2, window)`` and graphs of a pair ``{"clip_ids", "starts"}``."""
     wav = np.stack(
         [audio.read(c, s, window) for c, s in zip(pair["clip_ids"], pair["starts"], strict=True)]
     )
-    if "gains" in pair:
-        wav = wav * np.asarray(pair["gains"], dtype=wav.dtype)[:, None]
     return {
         "wav": torch.from_numpy(wav),
         "graphs": [graphs.data(c) for c in pair["clip_ids"]],

@@ -1,13 +1,16 @@
-"""The AVSGS separator, its size presets, the separator registry, and checkpoints.
+"""The AVSGS separator, its size presets, the separator registry, the ``model`` params, and
+checkpoints.
 
-A separator maps a mixture's log-frequency log-magnitude ``(B, 1, F, T)`` and the scene graphs
-of the videos in it to ``S = N + 1`` mask logits per video (one per principal-object slot plus
-background) and the embeddings that conditioned them. It records its constructor arguments in
-``self.config``, so a checkpoint (``save_separator``) rebuilds it with ``load_separator``.
+Every separator is a :class:`~pipeline.separation.base.Separator`: it records its constructor
+arguments in ``config``, so a checkpoint (:func:`save_separator`) rebuilds it with
+:func:`load_separator`. ``model.name`` picks one from :data:`SEPARATORS`; its settings are the
+``model`` section of the same name (:class:`ModelParams`), so a switch one separator does not
+have cannot be set for it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,24 +19,25 @@ from torch import nn
 
 from pipeline import io
 from pipeline.errors import PipelineError
-from pipeline.separation.baselines import (
-    ROLE_BACKGROUND,
-    AudioOnly,
-    CoSeparation,
-    FrameConditioned,
+from pipeline.graphs.roles import Role
+from pipeline.separation.base import (
+    NoOptions,
+    Separator,
     background_features,
     principal_features,
+    rebuild,
+    unwrap,
 )
+from pipeline.separation.baselines import AudioOnly, CoSeparation, FrameConditioned
 from pipeline.separation.nn import (
     AudioClassifier,
     ConditionedUNet,
     RecurrentConditioner,
     SceneGraphEncoder,
 )
-from pipeline.separation.nn.unet import masks_from_embeddings
 from pipeline.separation.sobb import SoundOfBoundingBoxes
 
-CHECKPOINT_SCHEMA = 1
+CHECKPOINT_SCHEMA = 2  # 2: config holds every argument, defaults included
 
 # Size presets. ``paper``: supplement B (512-wide graph and GRU, a 64-channel 7-level U-Net with a
 # 2x2x512 bottleneck, a ResNet-18 classifier). ``small``: the same architecture narrowed so the
@@ -60,7 +64,26 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class AVSGS(nn.Module):
+@dataclasses.dataclass(frozen=True)
+class AVSGSOptions:
+    """``model.avsgs``: the paper's ablation switches (Table 3) and our sub-graph reading.
+
+    Args:
+        gat, edgeconv, gru, skip: the graph attention layer, the edge convolution, the GRU (else a
+            linear map gives the N + 1 embeddings), the U-Net's skip connections.
+        subgraphs: GRU recurrence ``i`` reads the embedding of its own sub-graph (principal
+            object ``i`` and its context nodes; the background node for the last) in place of
+            the whole graph's; ``false`` is the paper's eq. 1 (``docs/model.md``).
+    """
+
+    gat: bool = True
+    edgeconv: bool = True
+    gru: bool = True
+    skip: bool = True
+    subgraphs: bool = False
+
+
+class AVSGS(Separator):
     r"""Audio Visual Scene Graph Segmenter (Chatterjee et al., ICCV 2021).
 
     :class:`~pipeline.separation.nn.SceneGraphEncoder` turns each video's scene graph into
@@ -80,15 +103,8 @@ class AVSGS(nn.Module):
         classifier, classifier_width, classifier_pool: the classifier's trunk (``small``: its
             width and input pooling).
         aggr, readout, normalize: the recipe's graph and conditioning choices (``docs/model.md``).
-        gat, edgeconv, gru, skip: ablation switches.
-        residual: the GAT keeps a linear map of each node's own feature
-            (:class:`~pipeline.separation.nn.SceneGraphEncoder`); ``False`` as in the paper.
-        subgraph_context: with ``subgraphs``, whether output ``i`` also reads the readout of its
-            object's context nodes (``True``) or only its principal node's feature after the
-            graph layers, which carries its context through attention (``False``).
-        subgraphs: recurrence ``i`` of the GRU reads its own sub-graph's embedding
-            (:meth:`subgraph_embeddings`) in place of :math:`\zeta`; ``False`` is eq. 1, every
-            recurrence reading :math:`\zeta` (``docs/model.md``).
+        gat, edgeconv, gru, skip, subgraphs: :class:`AVSGSOptions`; with ``subgraphs``, see
+            :meth:`subgraph_embeddings`.
 
     Shapes:
         - **input:** ``mix_mag (B, 1, F, T)`` the mixtures' log-frequency magnitudes; a PyG batch
@@ -98,6 +114,7 @@ class AVSGS(nn.Module):
     """
 
     name = "avsgs"
+    Options = AVSGSOptions
 
     def __init__(
         self,
@@ -120,19 +137,15 @@ class AVSGS(nn.Module):
         gru: bool = True,
         skip: bool = True,
         subgraphs: bool = False,
-        residual: bool = False,
-        subgraph_context: bool = True,
     ):
         super().__init__()
-        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.n_outputs = n_slots + 1
         self.encoder = SceneGraphEncoder(
-            node_channels, hidden, hidden, heads, aggr, readout, gat, edgeconv, residual
+            node_channels, hidden, hidden, heads, aggr, readout, gat, edgeconv
         )
-        self.subgraph_context = subgraph_context
         width = self.encoder.out_channels  # eq. 1: zeta
         if subgraphs:  # the principal node's EdgeConv feature, after its sub-graph's readout
-            width = hidden + (width if subgraph_context else 0)
+            width += hidden
         self.empty = nn.Parameter(torch.randn(width) * 0.02) if subgraphs else None
         self.conditioner = RecurrentConditioner(
             width, channels, self.n_outputs, normalize, gru, per_output=subgraphs
@@ -140,55 +153,76 @@ class AVSGS(nn.Module):
         self.unet = ConditionedUNet(ngf, levels, channels, skip)
         self.classifier = AudioClassifier(n_classes, classifier, classifier_width, classifier_pool)
 
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by optimizer group: ``visual`` (graph encoder, GRU), ``separator`` (U-Net),
-        ``classifier``."""
-        return {
-            "visual": [*self.encoder.parameters(), *self.conditioner.parameters()],
-            "separator": list(self.unet.parameters()),
-            "classifier": list(self.classifier.parameters()),
-        }
-
-    def embed(self, graphs) -> torch.Tensor:
+    def encode(self, graphs, mixture) -> dict[str, torch.Tensor]:
         """Embeddings ``(G, N + 1, d)`` of a PyG batch of ``G`` graphs."""
         zeta, nodes = self.encoder.encode(graphs.x, graphs.edge_index, graphs.batch)
         if not self.conditioner.per_output:  # eq. 1
-            return self.conditioner(zeta)
-        return self.conditioner(self.subgraph_embeddings(graphs, nodes))
+            return {"embeddings": self.conditioner(zeta)}
+        return {"embeddings": self.conditioner(self.subgraph_embeddings(graphs, nodes))}
 
     def subgraph_embeddings(self, graphs, nodes: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """Each output's sub-graph embedding ``(G, N + 1, out_channels + hidden)``: for slot
         ``i`` the readout of principal object ``i`` and its context nodes (the nodes whose
         ``slot`` is ``i``) and the principal node's EdgeConv feature; for the last, the same of
-        the background node; a slot with no object gets a learned vector. Without
-        ``subgraph_context``, ``(G, N + 1, hidden)``: the EdgeConv features alone."""
+        the background node; a slot with no object gets a learned vector."""
         _, g = nodes
         s, n = self.n_outputs, int(graphs.num_graphs)
-        background = graphs.role == ROLE_BACKGROUND
+        background = graphs.role == Role.BACKGROUND
         if bool((graphs.slot[~background] < 0).any()) or bool((graphs.slot >= s - 1).any()):
             raise ValueError(f"node slots must be in [0, {s - 1}) for principal and context nodes")
         group = graphs.batch * s + torch.where(background, s - 1, graphs.slot)
         objects, present = principal_features(graphs, s - 1, g)
         parts = torch.cat([objects, background_features(graphs, g)[:, None]], 1)
-        if self.subgraph_context:
-            parts = torch.cat([self.encoder.readout(nodes, group, n * s).view(n, s, -1), parts], -1)
+        parts = torch.cat([self.encoder.readout(nodes, group, n * s).view(n, s, -1), parts], -1)
         present = torch.cat([present, present.new_ones((n, 1))], 1)
         return torch.where(present[..., None], parts, self.empty)
 
-    def forward(
-        self, mix_mag: torch.Tensor, graphs, mixture: torch.Tensor, classify: bool = False
-    ) -> dict[str, torch.Tensor]:
-        judge = self.classifier if classify else None
-        return masks_from_embeddings(self.unet, judge, mix_mag, self.embed(graphs), mixture)
 
-
-SEPARATORS: dict[str, type[nn.Module]] = {
+SEPARATORS: dict[str, type[Separator]] = {
     cls.name: cls
     for cls in (AVSGS, CoSeparation, FrameConditioned, AudioOnly, SoundOfBoundingBoxes)
 }
 
 
-def build_separator(name: str, config: dict[str, Any]) -> nn.Module:
+@dataclasses.dataclass(frozen=True)
+class ModelParams:
+    """``model``: ``name`` picks the separator (:data:`SEPARATORS`); its settings are the section
+    of the same name, and the other sections are not read.
+
+    Args:
+        name: ``avsgs``, a baseline (``coseparation``, ``frame``, ``audio_only``;
+            :mod:`pipeline.separation.baselines`) or ``sobb`` (:mod:`pipeline.separation.sobb`,
+            with ``detect.backend: proposals``).
+        preset: ``small`` (CPU-sized, the synthetic default), ``paper`` (supplement B's sizes) or
+            ``tiny`` (tests and smoke runs).
+    """
+
+    name: Literal["avsgs", "coseparation", "frame", "audio_only", "sobb"]
+    preset: Literal["small", "paper", "tiny"]
+    avsgs: AVSGSOptions
+    coseparation: NoOptions
+    frame: NoOptions
+    audio_only: NoOptions
+    sobb: NoOptions
+
+    def options(self):
+        """The selected separator's section."""
+        return getattr(self, self.name)
+
+    @classmethod
+    def of(cls, name: str, preset: str = "small", **options) -> ModelParams:
+        """``name``'s params with every section at its defaults and ``options`` in its own (for
+        tests, benchmarks and notebooks; the stages read ``params.yaml``)."""
+        if name not in SEPARATORS:
+            raise PipelineError(
+                f"model.name {name!r} is not a separator; known: {', '.join(sorted(SEPARATORS))}"
+            )
+        sections = {k: SEPARATORS[k].Options() for k in SEPARATORS}
+        sections[name] = dataclasses.replace(sections[name], **options)
+        return cls(name, preset, **sections)
+
+
+def build_separator(name: str, config: dict[str, Any]) -> Separator:
     """A separator from its registry name and constructor arguments."""
     if name not in SEPARATORS:
         raise PipelineError(f"unknown separator {name!r}; known: {', '.join(sorted(SEPARATORS))}")
@@ -198,7 +232,7 @@ def build_separator(name: str, config: dict[str, Any]) -> nn.Module:
 def save_separator(path: str | Path, model: nn.Module, extra: dict[str, Any]) -> None:
     """One self-contained file: registry name, constructor args, weights and ``extra`` (label
     names, spectrogram settings, provenance)."""
-    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    model = unwrap(model)
     payload = {
         "schema_version": CHECKPOINT_SCHEMA,
         "name": model.name,
@@ -225,7 +259,37 @@ def load_separator(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
             f"{path}: separator checkpoint schema {payload.get('schema_version')!r}, this code "
             f"reads {CHECKPOINT_SCHEMA}; retrain with `dvc repro -f train`"
         )
-    model = build_separator(payload["name"], payload["config"])
+    model = rebuild(SEPARATORS, payload["name"], payload["config"], str(path))
     model.load_state_dict(payload["state_dict"])
     meta = {k: v for k, v in payload.items() if k not in ("state_dict",)}
     return model.eval(), meta
+
+
+def model_config(
+    params: ModelParams,
+    recipe_name: str,
+    node_channels: int,
+    n_classes: int,
+    n_slots: int,
+    crop_size: int = 0,
+) -> dict[str, Any]:
+    """The selected separator's constructor arguments: the graph store's facts (node feature
+    size, classes, slots; ``crop_size``: node features are RGB crops of that side), the size
+    preset, the recipe's graph choices, and its own ``model.<name>`` section."""
+    from pipeline.separation.step import RECIPES
+
+    recipe = RECIPES[recipe_name]
+    sizes = {**PRESETS[params.preset]}
+    if recipe_name == "reference" and params.preset == "paper":
+        sizes["hidden"] = 256  # the released code: GAT 4 x 64 -> EdgeConv 256
+    offered = {
+        "node_channels": node_channels,
+        "n_classes": n_classes,
+        "n_slots": n_slots,
+        "crop_size": crop_size,
+        **sizes,
+        "aggr": recipe.aggr,
+        "readout": recipe.readout,
+        "normalize": recipe.normalize,
+    }
+    return SEPARATORS[params.name].arguments(offered, params.options())

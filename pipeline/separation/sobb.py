@@ -26,7 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.separation.baselines import ROLE_BACKGROUND, BoxEncoder, _Conditioned
+from pipeline.graphs.roles import Role
+from pipeline.separation.base import Separator
+from pipeline.separation.baselines import BoxEncoder
+from pipeline.separation.nn import ConditionedUNet
 from pipeline.separation.nn.unet import mask_logits
 
 
@@ -59,7 +62,7 @@ def mixture_softmax(logits: torch.Tensor, present: torch.Tensor, mixture: torch.
     return masks
 
 
-class SoundOfBoundingBoxes(_Conditioned):
+class SoundOfBoundingBoxes(Separator):
     """The SoBB separator (see the module). Shapes: masks ``(G, N, 1, F, T)``, embeddings
     ``(G, N, d)``."""
 
@@ -78,8 +81,8 @@ class SoundOfBoundingBoxes(_Conditioned):
         crop_size: int = 0,
         tau: float = 1.0,
     ):
-        super().__init__(channels, ngf, levels, skip)
-        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        super().__init__()
+        self.unet = ConditionedUNet(ngf, levels, channels, skip)
         self.n_slots, self.n_outputs, self.tau = n_slots, n_slots, tau
         self.encoder = BoxEncoder(node_channels, hidden, channels, crop_size)
         self.selector = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, 1))
@@ -89,7 +92,7 @@ class SoundOfBoundingBoxes(_Conditioned):
         candidates (padded to ``K``), and which slots hold an object ``(G, N)``."""
         from torch_geometric.utils import to_dense_batch
 
-        cand = graphs.role != ROLE_BACKGROUND
+        cand = graphs.role != Role.BACKGROUND
         feats, valid = to_dense_batch(
             self.encoder(graphs.x[cand]), graphs.batch[cand], batch_size=graphs.num_graphs
         )  # (G, K, d), (G, K)
@@ -106,10 +109,12 @@ class SoundOfBoundingBoxes(_Conditioned):
         pick = torch.stack(picks, 1)  # (G, N, K)
         return pick @ feats, pick, present
 
-    def embed(self, graphs, mixture):
-        return self.select(graphs)[0]
-
-    def forward(self, mix_mag, graphs, mixture, classify: bool = False):
+    def encode(self, graphs, mixture):
         y, _, present = self.select(graphs)
+        return {"embeddings": y, "present": present}
+
+    def decode(self, mix_mag, encoded, mixture, classify: bool = False):
+        """Masks under the softmax constraint (no classifier: ``classify`` has nothing to do)."""
+        y = encoded["embeddings"]
         logits = mask_logits(self.unet, mix_mag, y, mixture)
-        return {"masks": mixture_softmax(logits, present, mixture), "embeddings": y}
+        return {"masks": mixture_softmax(logits, encoded["present"], mixture), "embeddings": y}

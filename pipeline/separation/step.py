@@ -13,9 +13,8 @@ from typing import Any, Literal
 import torch
 
 from pipeline.separation import losses
+from pipeline.separation.base import LOSSES, unwrap
 from pipeline.separation.spectrogram import SpecConfig, apply_mask, log_freq_magnitude
-
-LOSSES = ("consistency", "coseparation", "orthogonality")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +96,8 @@ def compute_losses(
     loss takes the better assignment of its outputs to each mixture's two videos."""
     s = spectrograms(batch["wav"], recipe, cfg)
     mixture = batch["mixture"]
-    base = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    supported = getattr(base, "losses", LOSSES)
-    use = tuple(u and name in supported for u, name in zip(use, LOSSES, strict=True))
+    base = unwrap(model)
+    use = tuple(u and name in base.losses for u, name in zip(use, LOSSES, strict=True))
     res = model(s["mix_mag"], batch["graphs"], mixture, classify=use[0])
     masks, y = res["masks"], res["embeddings"]  # (G, S, 1, F, T), (G, S, d)
     mix_mag = s["mix_mag"][mixture]  # (G, 1, F, T)
@@ -120,7 +118,7 @@ def compute_losses(
             target = torch.where(first, part_mag >= other, part_mag > other).float()
         else:
             target = (part_mag / (mix_mag + 1e-10)).clamp(0, 5)
-        if getattr(base, "permutation_invariant", False):
+        if base.permutation_invariant:
             out["coseparation"] = losses.coseparation_pit(
                 masks, target, mix_mag if recipe.target == "ratio" else None
             )
@@ -144,12 +142,11 @@ def compute_losses(
 
 @torch.no_grad()
 def separate(
-    model, wav: torch.Tensor, graphs, recipe: Recipe, cfg: SpecConfig, consistent: bool = False
+    model, wav: torch.Tensor, graphs, recipe: Recipe, cfg: SpecConfig
 ) -> dict[str, torch.Tensor]:
     """Separate each mixture of ``wav (B, 2, L)`` with its videos' graphs (``2B``, in mixture
     order). Returns ``mix (B, L)``, ``parts (B, 2, L)`` (the references), ``video (B, 2, L)``
-    (each video's estimate: the sum of its masks, clipped to [0, 1] for a binary-mask recipe;
-    with ``consistent``, divided by the two videos' sum so the estimates add up to the mixture)
+    (each video's estimate: the sum of its masks, clipped to [0, 1] for a binary-mask recipe)
     and ``slots (B, 2, S, L)`` (each output's estimate)."""
     s = spectrograms(wav, recipe, cfg)
     b, _, length = wav.shape
@@ -158,9 +155,6 @@ def separate(
     video_mask = masks.sum(1)
     if recipe.target == "binary":
         video_mask = video_mask.clamp(0, 1)
-    if consistent:
-        pair = video_mask.view(b, 2, *video_mask.shape[1:])
-        video_mask = (pair / pair.sum(1, keepdim=True).clamp_min(1e-8)).flatten(0, 1)
     n_out = masks.shape[1]
     spec = s["spec"][mixture]
     video = apply_mask(spec, video_mask, cfg, length)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from pipeline.separation.train import ModelParams, TrainParams, train
+from pipeline.separation.model import ModelParams
+from pipeline.separation.train import TrainParams, train
 from tests.separation.conftest import make_stores
 
 RATE = 11025
@@ -32,7 +33,7 @@ def trained(tmp_path_factory):
         workers=0,
         threads=1,
     )
-    model = ModelParams("avsgs", "tiny", True, True, True, True)
+    model = ModelParams.of("avsgs", "tiny")
     train(
         graphs,
         audio,

@@ -48,7 +48,14 @@ def make_stores(root, n_train=8, n_val=2, dim=8, seconds=6.5, n_test=0, silent=(
         path = root / f"{cid}.wav"
         sf.write(path, (wave * 32767 / max(1.0, np.abs(wave).max())).astype(np.int16), RATE)
         wavs[cid] = path
-    write_store(root / "graphs.h5", graphs, [], {"label_names": ["a", "b", "c"]}, dim, 2)
+    write_store(
+        root / "graphs.h5",
+        graphs,
+        [],
+        {"label_names": ["a", "b", "c"], "features": {"kind": "box_head", "dim": dim}},
+        dim,
+        2,
+    )
     pack_audio(wavs, root / "audio.h5", RATE)
     return root / "graphs.h5", root / "audio.h5"
 

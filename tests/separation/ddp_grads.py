@@ -9,17 +9,17 @@ from pipeline.distributed import rank_and_world
 from pipeline.graphs.store import GraphStore
 from pipeline.separation.audio_store import AudioStore
 from pipeline.separation.data import MixtureDataset, collate
-from pipeline.separation.model import build_separator
+from pipeline.separation.model import ModelParams, build_separator, model_config
 from pipeline.separation.spectrogram import SpecConfig
 from pipeline.separation.step import RECIPES, compute_losses
-from pipeline.separation.train import ModelParams, StepBatches, model_config
+from pipeline.separation.train import StepBatches
 
 
 def main(graphs_path, audio_path, out):
     torch.set_num_threads(1)
     rank, world = rank_and_world()
     graphs, audio = GraphStore(graphs_path), AudioStore(audio_path)
-    params = ModelParams("avsgs", "tiny", True, True, True, True)
+    params = ModelParams.of("avsgs", "tiny")
     config = model_config(params, "paper", graphs.attrs["feature_dim"], 4, 2)
     torch.manual_seed(0)
     model = build_separator("avsgs", config).eval()  # BatchNorm on running stats: per-sample

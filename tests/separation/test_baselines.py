@@ -11,17 +11,23 @@ from torch_geometric.data import Batch, Data
 from pipeline.evaluation.run import EvaluateParams, evaluate_all
 from pipeline.graphs.store import complete_edges
 from pipeline.separation import losses
+from pipeline.separation.base import principal_features
 from pipeline.separation.baselines import (
     AudioOnly,
     CoSeparation,
     FrameConditioned,
     position_in_mixture,
-    principal_features,
 )
 from pipeline.separation.bss import bss_eval
-from pipeline.separation.model import SEPARATORS, build_separator, load_separator
+from pipeline.separation.model import (
+    SEPARATORS,
+    ModelParams,
+    build_separator,
+    load_separator,
+    model_config,
+)
 from pipeline.separation.sobb import SoundOfBoundingBoxes, mixture_softmax
-from pipeline.separation.train import ModelParams, model_config, train
+from pipeline.separation.train import train
 from tests.separation.conftest import make_stores
 from tests.separation.test_train import PARAMS
 
@@ -105,9 +111,7 @@ def test_what_conditions_each_mask():
 
 def test_frame_on_pixels_learns_from_the_background_nodes_crop_alone():
     g = graphs(dim=3 * 4 * 4)  # the proposals backend: each node is a 3 x 4 x 4 RGB crop
-    config = model_config(
-        ModelParams("frame", "tiny", True, True, True, True), "reference", 48, 4, 2, 4
-    )
+    config = model_config(ModelParams.of("frame", "tiny"), "reference", 48, 4, 2, 4)
     assert config["crop_size"] == 4
     torch.manual_seed(0)
     frame = build_separator("frame", config)
@@ -154,7 +158,7 @@ def test_permuted_scoring_finds_swapped_estimates():
 
 def test_unknown_separator_is_refused():
     with pytest.raises(Exception, match="not a separator"):
-        model_config(ModelParams("nope", "tiny", True, True, True, True), "reference", 8, 4, 2)
+        ModelParams.of("nope", "tiny")
     assert set(SEPARATORS) == {"avsgs", "coseparation", "frame", "audio_only", "sobb"}
 
 
@@ -166,7 +170,7 @@ def stores(tmp_path_factory):
 @pytest.mark.parametrize("name", ["coseparation", "frame", "audio_only", "sobb"])
 def test_each_baseline_trains_and_is_scored_by_the_same_stages(name, stores, tmp_path):
     params = dataclasses.replace(PARAMS, recipe="reference")
-    model = ModelParams(name, "tiny", True, True, True, True)
+    model = ModelParams.of(name, "tiny")
     metrics = train(
         stores[0],
         stores[1],

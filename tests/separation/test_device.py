@@ -16,10 +16,10 @@ from pipeline.evaluation.separate import separate_clip, separate_pair
 from pipeline.graphs.store import GraphStore
 from pipeline.separation.audio_store import AudioStore
 from pipeline.separation.data import collate, load_item, validation_pairs
-from pipeline.separation.model import build_separator
+from pipeline.separation.model import ModelParams, build_separator, model_config
 from pipeline.separation.spectrogram import SpecConfig
 from pipeline.separation.step import RECIPES, compute_losses, separate
-from pipeline.separation.train import ModelParams, model_config, validate
+from pipeline.separation.validation import validate
 
 
 class OneDevice(TorchFunctionMode):
@@ -87,7 +87,7 @@ def test_step_validation_and_separation_make_tensors_on_the_models_device(
     graphs_path, audio_path = stores
     graphs, audio = GraphStore(graphs_path), AudioStore(audio_path)
     cfg = SpecConfig(sample_rate=11025, samples=32767)
-    params = ModelParams(name=name, preset="tiny", gat=True, edgeconv=True, gru=True, skip=True)
+    params = ModelParams.of(name, "tiny")
     config = model_config(params, recipe, 8, 4, 2)
     torch.manual_seed(0)
     model = build_separator(name, config)

@@ -243,6 +243,6 @@ def test_a_missing_or_foreign_checkpoint_is_refused_by_name(tmp_path):
         load_separator(tmp_path / "none.pt")
     torch.save({"schema_version": 0}, tmp_path / "old.pt")
     with pytest.raises(
-        PipelineError, match=r"old\.pt: separator checkpoint schema 0, this code reads 1"
+        PipelineError, match=r"old\.pt: separator checkpoint schema 0, this code reads 2"
     ):
         load_separator(tmp_path / "old.pt")

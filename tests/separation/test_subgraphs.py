@@ -4,13 +4,14 @@ import pytest
 import torch
 from torch_geometric.data import Batch, Data
 
+from pipeline.graphs.roles import Role
 from pipeline.graphs.store import complete_edges
 from pipeline.separation.model import AVSGS
 from pipeline.separation.nn import RecurrentConditioner
 
 TINY = dict(hidden=8, channels=8, heads=2, ngf=4, classifier="small", classifier_width=4)
 REFERENCE = dict(aggr="max", readout="sum", normalize=False)
-P, C, B = 0, 1, 2  # node roles: principal, context, background
+P, C, B = Role.PRINCIPAL, Role.CONTEXT, Role.BACKGROUND
 
 
 def graph(roles, slots, labels, dim=6, seed=0):
@@ -155,22 +156,3 @@ def test_an_empty_group_reads_out_zeros():
     out = m.encoder.readout((h, g), torch.tensor([0, 0, 2, 2]), 3)
     assert out.shape == (3, 16)
     assert (out[1] == 0).all()
-
-
-def test_without_context_each_output_reads_its_principal_node_alone():
-    m = model(subgraph_context=False, residual=True).eval()
-    batch = Batch.from_data_list([two_objects(), one_object()])
-    _, (h, g) = m.encoder.encode(batch.x, batch.edge_index, batch.batch)
-    parts = m.subgraph_embeddings(batch, (h, g))
-    assert parts.shape == (2, 3, g.shape[1])
-    for (video, slot), node in {(0, 0): 0, (0, 1): 3, (0, 2): 5, (1, 0): 7, (1, 2): 8}.items():
-        torch.testing.assert_close(parts[video, slot], g[node])
-    torch.testing.assert_close(parts[1, 1], m.empty)
-    # a context node reaches its object's output only through the graph layers: changing it
-    # changes the output, but the output is not its readout
-    moved = two_objects()
-    moved.x[1] += 1.0
-    with torch.no_grad():
-        a = m.embed(Batch.from_data_list([two_objects()]))
-        b = m.embed(Batch.from_data_list([moved]))
-    assert not torch.allclose(a, b)

@@ -33,12 +33,10 @@ class SceneGraphEncoder(nn.Module):
         aggr: EdgeConv aggregation, ``mean`` or ``max``.
         readout: ``edge`` (pool the EdgeConv output) or ``sum`` (pool GAT and EdgeConv outputs and
             add them; needs ``hidden == edge_channels``).
-        gat, edgeconv: ablation switches; a disabled layer is the identity.
-        residual: the GAT adds a linear map of each node's own feature to what it attends to
-            (PyG's ``GATConv(residual=True)``). Without it a node's output is a convex
-            combination of its neighbours' messages, and on a fully connected graph the layer's
-            static attention gives every node of a graph nearly the same output: its objects
-            are no longer told apart (``benchmarks/oversmoothing.py``).
+        gat, edgeconv: ablation switches; a disabled layer is the identity. A node's GAT output
+            is a convex combination of its neighbours' messages, so on a fully connected graph
+            every node of a graph leaves it nearly the same vector
+            (``benchmarks/oversmoothing.py``, ``docs/model.md``).
 
     Shapes:
         - **input:** node features ``x (|V|, in_channels)``, ``edge_index (2, |E|)``,
@@ -56,7 +54,6 @@ class SceneGraphEncoder(nn.Module):
         readout: Literal["edge", "sum"] = "edge",
         gat: bool = True,
         edgeconv: bool = True,
-        residual: bool = False,
     ):
         super().__init__()
         if hidden % heads:
@@ -71,7 +68,7 @@ class SceneGraphEncoder(nn.Module):
             )
         self.readout_mode = readout
         self.mlp = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU())
-        self.gat = GATConv(hidden, hidden // heads, heads=heads, residual=residual) if gat else None
+        self.gat = GATConv(hidden, hidden // heads, heads=heads) if gat else None
         self.edge = (
             EdgeConv(nn.Sequential(nn.Linear(2 * hidden, edge_channels), nn.ReLU()), aggr=aggr)
             if edgeconv
