@@ -29,13 +29,13 @@ import numpy as np
 import torch
 
 from pipeline.errors import PipelineError
-from pipeline.graphs.build import ROLES
+from pipeline.graphs.roles import Role
 from pipeline.graphs.store import GraphStore
 
 
 def examples(store: GraphStore, role: str) -> tuple[np.ndarray, list[list[int]], np.ndarray]:
     """Features, target classes and split of each example (see the module docstring)."""
-    want = ROLES.index(role)  # the role code the graphs stage writes
+    want = Role[role.upper()]  # the role code the graphs stage writes
     feats, targets, splits = [], [], []
     for clip, split in zip(store.clip_ids, store.splits, strict=True):
         g = store.read(clip)
@@ -96,7 +96,7 @@ def silent_context(store: GraphStore) -> dict[str, tuple[int, int]]:
     """Per split: (clips, clips with a context node that the principal-node probe names as a
     class not sounding in the clip)."""
     logits = fit(store, "principal")[0]
-    context = ROLES.index("context")
+    context = Role.CONTEXT
     counts: dict[str, list[int]] = {}
     for clip, split in zip(store.clip_ids, store.splits, strict=True):
         g = store.read(clip)

@@ -210,3 +210,22 @@ def cut_clip(
         ],
         str(src),
     )
+
+
+def sample_frames(video: str | Path, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of ``video`` at ``fps`` (the nearest decoded frame) ``(T, H, W, 3)`` and their
+    times (s) ``(T,)``."""
+    frames = decode_frames(video)
+    src_fps = probe(video).get("fps") or fps
+    n = max(1, int(np.floor(len(frames) / src_fps * fps + 1e-6)))
+    times = np.arange(n) / fps
+    index = np.minimum(np.round(times * src_fps).astype(int), len(frames) - 1)
+    return frames[index], times.astype(np.float32)
+
+
+def to_tensor(image: np.ndarray):
+    """A uint8 frame ``(H, W, 3)`` as torchvision's detectors take it: float ``(3, H, W)`` in
+    [0, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0

@@ -5,9 +5,9 @@ from pipeline import runtime
 
 runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start
 
-from pathlib import Path
 
 from pipeline import io, stage
+from pipeline.download.store import MediaStore, read_status, usable
 from pipeline.separation.audio_store import pack_audio
 
 PARAMS = {"base.sample_rate": int}
@@ -21,8 +21,8 @@ def add_args(parser):
 
 
 def body(params, args):
-    ok = {r["clip_id"]: r["duration"] for r in io.read_jsonl(args.status) if r["status"] == "ok"}
-    clips = {cid: Path(args.media) / cid / "audio.wav" for cid in ok}
+    ok = {c: r["duration"] for c, r in usable(read_status(args.status)).items()}
+    clips = {cid: MediaStore(args.media).audio(cid) for cid in ok}
     metrics = pack_audio(clips, args.out, params["base.sample_rate"], durations=ok)
     io.write_json(args.metrics, metrics)
 

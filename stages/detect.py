@@ -9,6 +9,7 @@ runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and Open
 
 from pipeline import io, stage
 from pipeline.detection.run import DetectParams, detect_all
+from pipeline.download.store import read_status
 
 PARAMS = {"base.device": str, "detect": DetectParams}
 
@@ -24,7 +25,7 @@ def add_args(parser):
 
 def body(params, args):
     metrics = detect_all(
-        list(io.read_jsonl(args.status)),
+        read_status(args.status),
         args.media,
         args.detector,
         params["detect"],

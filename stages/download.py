@@ -6,6 +6,7 @@ runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and Open
 
 from pipeline import io, stage
 from pipeline.download.run import DownloadParams, check_enough, download_all
+from pipeline.download.store import write_status
 
 PARAMS = {"base.sample_rate": int, "download": DownloadParams}
 
@@ -26,7 +27,7 @@ def body(params, args):
         args.media,
         args.source,
     )
-    io.write_jsonl(args.status, rows)
+    write_status(args.status, rows)
     io.write_json(args.metrics, metrics)
     check_enough(metrics, params["download"])
 

@@ -5,6 +5,7 @@ from pipeline import runtime
 runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start
 
 from pipeline import io, stage
+from pipeline.download.store import read_status
 from pipeline.graphs.build import GraphsParams
 from pipeline.graphs.class_map import ClassMapParams
 from pipeline.graphs.run import build_all
@@ -26,7 +27,7 @@ def add_args(parser):
 def body(params, args):
     metrics, sizes = build_all(
         args.detections,
-        list(io.read_jsonl(args.status)),
+        read_status(args.status),
         params["graphs"],
         params["class_map"],
         args.out,

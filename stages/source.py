@@ -7,7 +7,7 @@ runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and Open
 from pipeline import stage
 from pipeline.inputs import check_tracked
 from pipeline.params import BaseParams
-from pipeline.sources import SourceParams, build_source
+from pipeline.sources.run import SourceParams, build_source
 
 PARAMS = {"base.seed": int, "base.sample_rate": int, "source": SourceParams}
 

@@ -18,21 +18,18 @@ import torch
 from tqdm import tqdm
 
 from pipeline import io, media
-from pipeline.detection.infer import detect_with_features
-from pipeline.detection.model import load_checkpoint
-from pipeline.detection.proposals import CLASS_NAMES, propose_frames
+from pipeline.detection.detect_backends import DETECT_BACKENDS
 from pipeline.detection.store import (
     build_store,
     clip_key,
-    empty_frames,
     params_key,
     part_frames,
     read_part,
     write_part,
 )
-from pipeline.detection.train import to_tensor
-from pipeline.device import model_device, resolve_device
+from pipeline.device import resolve_device
 from pipeline.distributed import rank_and_world
+from pipeline.download.store import MediaStore, usable
 from pipeline.errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -83,43 +80,10 @@ class DetectParams:
         return out
 
 
-def sample_frames(video: Path, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Frames of ``video`` at ``fps`` (nearest decoded frame) and their times (s)."""
-    frames = media.decode_frames(video)
-    src_fps = media.probe(video).get("fps") or fps
-    n = max(1, int(np.floor(len(frames) / src_fps * fps + 1e-6)))
-    times = np.arange(n) / fps
-    index = np.minimum(np.round(times * src_fps).astype(int), len(frames) - 1)
-    return frames[index], times.astype(np.float32)
-
-
-def detect_clip(model, video: Path, params: DetectParams) -> dict[str, np.ndarray]:
-    """The ``FIELDS`` arrays of one clip, ``(T, K, ...)``, padded to ``max_boxes`` (``model``
-    None: the proposals backend); frames go to the model's device, results come back to the
-    CPU."""
-    frames, times = sample_frames(video, params.fps)
-    if params.backend == "proposals":
-        found = propose_frames(frames, params.max_boxes, params.crop, params.proposal_side)
-        return {**found, "times": times}
-    k = params.max_boxes
-    t = len(frames)
-    dim = model.roi_heads.box_head.fc7.out_features
-    out = {**empty_frames(t, k, dim), "times": times}
-    device = model_device(model)
-    for s in range(0, t, params.batch_size):
-        dets = detect_with_features(
-            model, [to_tensor(f).to(device) for f in frames[s : s + params.batch_size]]
-        )
-        for j, det in enumerate(dets):
-            det = {key: v.cpu() for key, v in det.items()}
-            keep = (det["scores"] >= params.min_score).nonzero().flatten()[:k]
-            n = len(keep)
-            out["boxes"][s + j, :n] = det["boxes"][keep].numpy()
-            out["scores"][s + j, :n] = det["scores"][keep].numpy()
-            out["labels"][s + j, :n] = det["labels"][keep].numpy()
-            out["features"][s + j, :n] = det["features"][keep].numpy().astype(np.float16)
-            out["counts"][s + j] = n
-    return out
+def detect_clip(backend, video: Path, params: DetectParams) -> dict[str, np.ndarray]:
+    """The ``FIELDS`` arrays of one clip, ``(T, K, ...)``, padded to ``max_boxes``."""
+    frames, times = media.sample_frames(video, params.fps)
+    return {**backend.detect(frames), "times": times}
 
 
 def detect_all(
@@ -135,25 +99,18 @@ def detect_all(
     ``device``: ``base.device``."""
     torch.set_num_threads(params.threads)
     rank, world = rank_and_world()
-    if params.backend == "proposals":
-        model, sha = None, None
-        meta = {"class_names": CLASS_NAMES, "architecture": "selective_search"}
-        dim = 3 * params.crop**2
-    else:
-        model, meta = load_checkpoint(checkpoint)
-        model.to(resolve_device(device, rank))
-        sha = io.sha256_file(checkpoint)
-        dim = model.roi_heads.box_head.fc7.out_features
-    key = params_key(sha, params.record())
+    backend = DETECT_BACKENDS[params.backend](params, checkpoint, resolve_device(device, rank))
+    key = params_key(backend.made_by["sha256"], params.record())
     if rank == 0 and Path(parts_dir).is_dir():  # half-written parts of a killed run
         io.remove_partial_files(parts_dir)
-    ok = sorted(r["clip_id"] for r in status_rows if r["status"] == "ok")
-    mine = ok[rank::world]
+    ok = sorted(usable(status_rows))
+    videos = MediaStore(media_dir)
     failed: dict[str, str] = {}
     keys: dict[str, str] = {}  # each clip's part key (video hashed once per run and rank)
     done = 0
+    mine = ok[rank::world]
     for cid in tqdm(mine, desc=f"detect[{rank}]", unit="clip", mininterval=2, disable=rank > 0):
-        video = Path(media_dir) / cid / "video.mp4"
+        video = videos.video(cid)
         if not video.is_file():
             failed[cid] = f"{video} is missing"
             log.warning("detect: %s skipped: %s", cid, failed[cid])
@@ -163,7 +120,7 @@ def detect_all(
             done += 1
             continue
         try:
-            result = detect_clip(model, video, params)
+            result = detect_clip(backend, video, params)
         except media.MediaError as err:  # a corrupt video: recorded and skipped
             failed[cid] = str(err).splitlines()[-1][:300]
             log.warning("detect: %s skipped: %s", cid, failed[cid])
@@ -176,41 +133,47 @@ def detect_all(
         return None
     for r in range(world):
         failed.update(io_json(Path(parts_dir) / f"failed.rank{r}.json"))
+    for c in ok:  # other ranks' clips
+        if c not in keys and c not in failed:
+            keys[c] = clip_key(key, io.sha256_file(videos.video(c)))
     stored = [c for c in ok if c not in failed]
+    metrics = merge(backend, params, store_path, parts_dir, stored, keys, failed)
+    log.info(
+        "detect: %d clips stored, %d skipped (%d reused from an earlier run)",
+        metrics["clips"],
+        len(failed),
+        done,
+    )
+    return {**metrics, "skipped": len(failed), "skipped_clips": dict(sorted(failed.items()))}
+
+
+def merge(backend, params: DetectParams, store_path, parts_dir, stored, keys, skipped) -> dict:
+    """Every stored clip's part into one store, with what made it, what its features are and
+    which clips were skipped (and why)."""
     if not stored:
         raise PipelineError("detect: no clip could be read; see the warnings above")
     n_frames = max(part_frames(parts_dir, c) for c in stored)  # build_store reads them whole
-    for c in stored:  # other ranks' clips
-        if c not in keys:
-            keys[c] = clip_key(key, io.sha256_file(Path(media_dir) / c / "video.mp4"))
     build_store(
         store_path,
         parts_dir,
         stored,
         keys,
         attrs={
-            "class_names": meta["class_names"],
-            "detector": {"architecture": meta["architecture"], "sha256": sha},
+            "class_names": backend.class_names,
+            "detector": backend.made_by,
+            "features": backend.features,
             "params": params.record(),
-            "skipped": failed,
+            "skipped": skipped,
         },
         n_frames=n_frames,
         max_boxes=params.max_boxes,
-        feature_dim=dim,
+        feature_dim=backend.features["dim"],
         shard_clips=params.shard_clips,
-    )
-    log.info(
-        "detect: %d clips stored, %d skipped (%d reused from an earlier run)",
-        len(stored),
-        len(failed),
-        done,
     )
     return {
         "clips": len(stored),
-        "skipped": len(failed),
         "frames_per_clip": n_frames,
-        "feature_dim": dim,
-        "skipped_clips": dict(sorted(failed.items())),
+        "feature_dim": backend.features["dim"],
     }
 
 

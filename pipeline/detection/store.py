@@ -6,10 +6,12 @@ Layout of ``detections.zarr`` (``docs/data-formats.md``), ``C`` clips, ``T`` fra
     boxes     (C, T, K, 4) float32   xyxy pixels of the canonical video frame
     scores    (C, T, K)    float32
     labels    (C, T, K)    int16     detector class ids (index into attrs class_names), -1 = none
-    features  (C, T, K, D) float16   box-head feature of each box
+    features  (C, T, K, D) float16   each box's feature (attrs features: what it is)
     counts    (C, T)       int16     boxes kept per frame (the first counts[c, t] slots are valid)
     times     (C, T)       float32   frame times (s) in the clip; NaN past the clip's end
-    attrs: schema_version, clip_ids, class_names, detector (architecture, sha256), params
+    attrs: schema_version, clip_ids, class_names, detector (architecture, sha256), params,
+           features ({kind: box_head | rgb_crop, dim, crop}; pipeline.detection.detect_backends),
+           skipped (clip id -> why it has no detections)
 
 Parts: while detecting, each clip is written to ``<parts>/<clip_id>.npz`` (atomically) with a key
 of the detector, the params and the clip's video bytes (:func:`clip_key`); a rerun skips clips
@@ -32,7 +34,7 @@ from tqdm import tqdm
 from pipeline import io
 from pipeline.errors import PipelineError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the features attribute (kind, dim, crop)
 FIELDS = ("boxes", "scores", "labels", "features", "counts", "times")
 
 

@@ -90,11 +90,6 @@ def load_frames(folder: str | Path, split: str, stride: int = 1) -> FrameSet:
     return out
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 ``(H, W, 3)`` -> float ``(3, H, W)`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-
-
 def train_detector(
     model: torch.nn.Module,
     frames: FrameSet,
@@ -130,7 +125,7 @@ def train_detector(
         flips = torch.rand(batch_size, generator=gen) < 0.5
         images, targets = [], []
         for i, flip in zip(idx, flips.tolist(), strict=True):
-            img = to_tensor(frames.images[i])
+            img = media.to_tensor(frames.images[i])
             boxes = torch.from_numpy(frames.boxes[i]).clone()
             if flip:
                 w = img.shape[-1]
@@ -221,6 +216,6 @@ def predict(model: torch.nn.Module, images: list[np.ndarray], batch_size: int = 
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        for r in model([to_tensor(im) for im in images[i : i + batch_size]]):
+        for r in model([media.to_tensor(im) for im in images[i : i + batch_size]]):
             out.append({k: v.numpy() for k, v in r.items()})
     return out

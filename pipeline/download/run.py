@@ -1,10 +1,8 @@
 """Download every candidate clip of the labels manifest, resumably, recording every failure.
 
-Layout of the media folder (a persistent DVC output, see ``docs/data-formats.md``)::
+The media folder (a persistent DVC output) and the status manifest are laid out by
+:mod:`pipeline.download.store`; this stage also keeps::
 
-    <media>/<clip_id>/audio.wav      mono 16-bit PCM at base.sample_rate
-    <media>/<clip_id>/video.mp4      H.264, download.fps, download.size x download.size
-    <media>/<clip_id>/status.json    written last: ok / unavailable / failed, reason, sizes, hashes
     <media>/.videos/<id>.json        whole videos (MUSIC): the clips cut from each
     <media>.partial/                 scratch for downloads in flight (beside the output, not in
                                      it), emptied at every start
@@ -35,13 +33,13 @@ from tqdm import tqdm
 
 from pipeline import io, media
 from pipeline.download.fetch import FetchFailed, fetch, fetch_isolated
+from pipeline.download.store import MediaStore
 from pipeline.download.urls import RejectedInput, check_template, clip_url
 from pipeline.errors import PipelineError
 from pipeline.sources.table import clip_id_for
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "status.json"
 #: Failures that another attempt cannot fix.
 NO_RETRY = {"rejected", "short", "no audio", "no video"}
 
@@ -132,12 +130,13 @@ class Downloader:
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.params.requests_per_second)
+        self.store = MediaStore(self.media_dir)
         self.scratch = self.media_dir.with_name(f"{self.media_dir.name}.partial")
         self.fetches: Counter[str] = Counter()  # url -> fetches this run (for the summary)
 
     # -- status records -------------------------------------------------------------------
     def status_path(self, clip_id: str) -> Path:
-        return self.media_dir / clip_id / STATUS_FILE
+        return self.store.status(clip_id)
 
     def read_status(self, clip_id: str) -> dict[str, Any] | None:
         path = self.status_path(clip_id)
@@ -159,9 +158,10 @@ class Downloader:
         rec = self.read_status(clip_id)
         if not rec or rec.get("status") != "ok" or rec.get("canonical") != self.canonical:
             return None
-        folder = self.media_dir / clip_id
-        for name, kind in (("audio.wav", "audio"), ("video.mp4", "video")):
-            path = folder / name
+        for path, kind in (
+            (self.store.audio(clip_id), "audio"),
+            (self.store.video(clip_id), "video"),
+        ):
             if not path.is_file() or path.stat().st_size != rec.get(f"{kind}_bytes"):
                 return None
             if io.sha256_file(path) != rec.get(f"{kind}_sha256"):
@@ -205,12 +205,10 @@ class Downloader:
         for key, reason in (("sample_rate", "no audio"), ("size", "no video")):
             if key not in streams:
                 raise FetchFailed("failed", reason, f"the fetched media has {reason} track")
-        folder = self.media_dir / target["clip_id"]
-        folder.mkdir(parents=True, exist_ok=True)
-        with (
-            io.atomic_path(folder / "audio.wav") as wav,
-            io.atomic_path(folder / "video.mp4") as mp4,
-        ):
+        cid = target["clip_id"]
+        audio, video = self.store.audio(cid), self.store.video(cid)
+        audio.parent.mkdir(parents=True, exist_ok=True)
+        with io.atomic_path(audio) as wav, io.atomic_path(video) as mp4:
             media.cut_clip(
                 src,
                 offset,
@@ -229,19 +227,19 @@ class Downloader:
                 raise FetchFailed(
                     "failed", "short", f"got {duration:.2f} s of a {seconds:.2f} s window"
                 )
-            video = media.probe(mp4)
-            if video.get("size") != (self.params.size, self.params.size):
-                raise FetchFailed("failed", "not media", f"video decodes as {video}")
+            probed = media.probe(mp4)
+            if probed.get("size") != (self.params.size, self.params.size):
+                raise FetchFailed("failed", "not media", f"video decodes as {probed}")
         return self._write_status(
             self._record(
                 target,
                 status="ok",
                 attempts=attempts,
                 duration=round(duration, 4),
-                audio_bytes=(folder / "audio.wav").stat().st_size,
-                video_bytes=(folder / "video.mp4").stat().st_size,
-                audio_sha256=io.sha256_file(folder / "audio.wav"),
-                video_sha256=io.sha256_file(folder / "video.mp4"),
+                audio_bytes=audio.stat().st_size,
+                video_bytes=video.stat().st_size,
+                audio_sha256=io.sha256_file(audio),
+                video_sha256=io.sha256_file(video),
             )
         )
 

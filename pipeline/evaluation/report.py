@@ -13,9 +13,15 @@ import soundfile as sf
 from PIL import Image, ImageDraw
 
 from pipeline import io, media
+from pipeline.download.store import MediaStore
+from pipeline.graphs.roles import Role
 
 log = logging.getLogger(__name__)
-ROLE_COLOURS = {0: (230, 40, 40), 1: (250, 200, 0), 2: (40, 120, 250)}  # principal, context, bg
+ROLE_COLOURS = {
+    Role.PRINCIPAL: (230, 40, 40),
+    Role.CONTEXT: (250, 200, 0),
+    Role.BACKGROUND: (40, 120, 250),
+}
 
 
 def _plt():
@@ -33,18 +39,20 @@ def key_frames(video: Path, nodes: dict[str, np.ndarray], out: Path) -> list[str
     frames = media.decode_frames(video)
     fps = media.probe(video).get("fps") or 1.0
     names = []
-    for slot in sorted(set(nodes["slot"][nodes["role"] == 0].tolist())):
-        principal = int(np.flatnonzero((nodes["role"] == 0) & (nodes["slot"] == slot))[0])
+    for slot in sorted(set(nodes["slot"][nodes["role"] == Role.PRINCIPAL].tolist())):
+        principal = int(
+            np.flatnonzero((nodes["role"] == Role.PRINCIPAL) & (nodes["slot"] == slot))[0]
+        )
         t = nodes["time"][principal]
         image = Image.fromarray(frames[min(int(round(t * fps)), len(frames) - 1)])
         draw = ImageDraw.Draw(image)
         on_frame = np.flatnonzero(
-            ((nodes["slot"] == slot) | (nodes["role"] == 2))
+            ((nodes["slot"] == slot) | (nodes["role"] == Role.BACKGROUND))
             & (nodes["frame"] == nodes["frame"][principal])
         )
         for i in on_frame[::-1]:  # principal drawn last, on top
             draw.rectangle(
-                nodes["box"][i].tolist(), outline=ROLE_COLOURS[int(nodes["role"][i])], width=2
+                nodes["box"][i].tolist(), outline=ROLE_COLOURS[Role(int(nodes["role"][i]))], width=2
             )
         name = f"{out.stem}_slot{slot}.png"
         image.save(out.parent / name)
@@ -122,6 +130,56 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return f"<table>{cells}</table>"
 
 
+def _example(i: int, ex: dict[str, Any], graphs, media_dir, assets: Path) -> list[str]:
+    """One example pair's HTML: its scores, its objects' key frames with their boxes, the
+    spectrograms and players of the mixture, the estimates and the references."""
+    a, b = ex["pair"]["clip_ids"]
+    rate, row = ex["rate"], ex["row"]
+    parts = [f"<h3>Pair {ex['pair']['pair']}: {html.escape(a)} + {html.escape(b)}</h3>"]
+    parts.append(
+        _table(
+            [
+                (
+                    f"{c} ({row[f'labels_{s}']})",
+                    f"SDR {row[f'sdr_{s}']:.2f} dB (mixture {row[f'sdr_mixture_{s}']:.2f})",
+                )
+                for s, c in (("a", a), ("b", b))
+            ]
+        )
+    )
+    frames = []
+    for side, cid in (("a", a), ("b", b)):
+        video = MediaStore(media_dir).video(cid) if media_dir else None
+        if video is not None and video.is_file():
+            try:
+                frames += key_frames(video, graphs.read(cid), assets / f"ex{i}_{side}.png")
+            except media.MediaError as err:
+                log.warning("report: no key frame for %s: %s", cid, err)
+    if frames:
+        parts.append(
+            "<div class='frames'>"
+            + "".join(f"<img src='assets/{n}' alt='key frame'>" for n in frames)
+            + "</div>"
+        )
+    signals = {
+        "mixture": ex["mix"],
+        f"estimate {a}": ex["video"][0],
+        f"reference {a}": ex["parts"][0],
+        f"estimate {b}": ex["video"][1],
+        f"reference {b}": ex["parts"][1],
+    }
+    spectrograms(signals, rate, assets / f"ex{i}_spec.png")
+    parts.append(f"<img src='assets/ex{i}_spec.png' alt='spectrograms'>")
+    players = []
+    for j, (title, wav) in enumerate(signals.items()):
+        name = f"ex{i}_{j}.wav"
+        _wav(assets / name, wav, rate)
+        player = f"<audio controls preload='metadata' src='assets/{name}'></audio>"
+        players.append(f"<td>{html.escape(title)}<br>{player}</td>")
+    parts.append("<table><tr>" + "".join(players) + "</tr></table>")
+    return parts
+
+
 def write_report(
     out_dir: str | Path,
     metrics: dict[str, Any],
@@ -164,54 +222,7 @@ def write_report(
         "background crop</span> (on the key frame of each principal object)</p>"
     )
     for i, ex in enumerate(examples):
-        a, b = ex["pair"]["clip_ids"]
-        rate = ex["rate"]
-        row = ex["row"]
-        parts.append(f"<h3>Pair {ex['pair']['pair']}: {html.escape(a)} + {html.escape(b)}</h3>")
-        parts.append(
-            _table(
-                [
-                    (
-                        f"{a} ({row['labels_a']})",
-                        f"SDR {row['sdr_a']:.2f} dB (mixture {row['sdr_mixture_a']:.2f})",
-                    ),
-                    (
-                        f"{b} ({row['labels_b']})",
-                        f"SDR {row['sdr_b']:.2f} dB (mixture {row['sdr_mixture_b']:.2f})",
-                    ),
-                ]
-            )
-        )
-        frames = []
-        for side, cid in (("a", a), ("b", b)):
-            video = Path(media_dir) / cid / "video.mp4" if media_dir else None
-            if video is not None and video.is_file():
-                try:
-                    frames += key_frames(video, graphs.read(cid), assets / f"ex{i}_{side}.png")
-                except media.MediaError as err:
-                    log.warning("report: no key frame for %s: %s", cid, err)
-        if frames:
-            parts.append(
-                "<div class='frames'>"
-                + "".join(f"<img src='assets/{n}' alt='key frame'>" for n in frames)
-                + "</div>"
-            )
-        signals = {
-            "mixture": ex["mix"],
-            f"estimate {a}": ex["video"][0],
-            f"reference {a}": ex["parts"][0],
-            f"estimate {b}": ex["video"][1],
-            f"reference {b}": ex["parts"][1],
-        }
-        spectrograms(signals, rate, assets / f"ex{i}_spec.png")
-        parts.append(f"<img src='assets/ex{i}_spec.png' alt='spectrograms'>")
-        players = []
-        for j, (title, wav) in enumerate(signals.items()):
-            name = f"ex{i}_{j}.wav"
-            _wav(assets / name, wav, rate)
-            player = f"<audio controls preload='metadata' src='assets/{name}'></audio>"
-            players.append(f"<td>{html.escape(title)}<br>{player}</td>")
-        parts.append("<table><tr>" + "".join(players) + "</tr></table>")
+        parts += _example(i, ex, graphs, media_dir, assets)
     parts.append("</body></html>")
     page = out / "index.html"
     io.write_text(page, "\n".join(parts))

@@ -30,8 +30,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-PRINCIPAL, CONTEXT, BACKGROUND = 0, 1, 2
-ROLES = ("principal", "context", "background")
+from pipeline.graphs.roles import Role
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,14 +126,14 @@ def build_graph(
         slots.append((int(t), int(k)))
     frame, box_index, role, slot = [], [], [], []
     for s, (t, k) in enumerate(slots):
-        frame.append(t), box_index.append(k), role.append(PRINCIPAL), slot.append(s)
+        frame.append(t), box_index.append(k), role.append(Role.PRINCIPAL), slot.append(s)
         others = np.flatnonzero(usable[t])
         others = others[[(t, int(j)) not in taken for j in others]]
         overlap = box_iou(det["boxes"][t, k][None], det["boxes"][t, others])[0]
         context = others[overlap > params.iou]
         context = context[np.argsort(-det["scores"][t, context], kind="stable")]
         for j in context[: params.max_context]:
-            frame.append(t), box_index.append(int(j)), role.append(CONTEXT), slot.append(s)
+            frame.append(t), box_index.append(int(j)), role.append(Role.CONTEXT), slot.append(s)
     return {
         "frame": np.asarray(frame, np.int16),
         "box_index": np.asarray(box_index, np.int16),

@@ -26,12 +26,12 @@ import torch
 from tqdm import tqdm
 
 from pipeline import io, media
+from pipeline.detection.detect_backends import crop_side
 from pipeline.detection.store import DetectionStore
 from pipeline.device import resolve_device
+from pipeline.download.store import MediaStore, usable
 from pipeline.errors import PipelineError
 from pipeline.graphs.build import (
-    BACKGROUND,
-    ROLES,
     GraphsParams,
     Skip,
     build_graph,
@@ -39,6 +39,8 @@ from pipeline.graphs.build import (
     random_crop,
 )
 from pipeline.graphs.class_map import ClassMapParams, resolve
+from pipeline.graphs.roles import NAMES as ROLE_NAMES
+from pipeline.graphs.roles import Role
 from pipeline.graphs.store import write_store
 
 log = logging.getLogger(__name__)
@@ -59,12 +61,8 @@ class CropEmbedder:
     ):
         from pipeline.detection.model import load_checkpoint
 
-        # proposals: a crop's feature is its pixels, as the proposals' are (no detector)
-        self.crop = (
-            store.attrs["params"].get("crop")
-            if store.attrs["params"].get("backend") == "proposals"
-            else None
-        )
+        # RGB-crop features (proposals): a crop's feature is its pixels too (no detector)
+        self.crop = crop_side(store.attrs["features"])
         if self.crop:
             sha, self.model = f"proposals:{self.crop}", None
         else:
@@ -79,7 +77,7 @@ class CropEmbedder:
             self.model.to(device)
         self.device = torch.device(device)
         self.fps = float(store.attrs["params"]["fps"])
-        self.media_dir, self.cache_dir = Path(media_dir), Path(cache_dir)
+        self.media, self.cache_dir = MediaStore(media_dir), Path(cache_dir)
         self.params, self.seed = params, seed
         if self.cache_dir.is_dir():  # half-written crops of a killed run
             io.remove_partial_files(self.cache_dir)
@@ -90,7 +88,7 @@ class CropEmbedder:
 
     def clip_key(self, clip_id: str) -> str:
         """The cache key of one clip: the settings and the sha256 of its video."""
-        video = self.media_dir / clip_id / "video.mp4"
+        video = self.media.video(clip_id)
         if not video.is_file():
             raise media.MediaError(f"{video}: missing")
         return json.dumps({"run": self.key, "media": io.sha256_file(video)}, sort_keys=True)
@@ -102,10 +100,8 @@ class CropEmbedder:
             return cached
         from pipeline.detection.infer import box_features
         from pipeline.detection.proposals import crop_pixels
-        from pipeline.detection.run import sample_frames
-        from pipeline.detection.train import to_tensor
 
-        frames, _ = sample_frames(self.media_dir / clip_id / "video.mp4", self.fps)
+        frames, _ = media.sample_frames(self.media.video(clip_id), self.fps)
         h, w = frames.shape[1:3]
         t, box = random_crop(
             clip_rng(self.seed, clip_id), min(n_frames, len(frames)), h, w, self.params
@@ -113,7 +109,7 @@ class CropEmbedder:
         if self.crop:
             x = crop_pixels(frames[t], box[None], self.crop)[0]
         else:
-            image = to_tensor(frames[t]).to(self.device)
+            image = media.to_tensor(frames[t]).to(self.device)
             boxes = torch.from_numpy(box)[None].to(self.device)
             x = box_features(self.model, image, boxes)[0].cpu().numpy()
         out = {"frame": np.int16(t), "box": box, "x": x.astype(np.float16)}
@@ -145,8 +141,50 @@ def nodes_of(
         "frame": np.append(built["frame"], bt),
         "time": np.append(det["times"][t], det["times"][bt]),
         "score": np.append(det["scores"][t, k], background["score"]),
-        "role": np.append(built["role"], BACKGROUND),
+        "role": np.append(built["role"], Role.BACKGROUND),
         "slot": np.append(built["slot"], -1),
+    }
+
+
+def _warn_unmapped(clip_ids, labels, resolved, map_name: str) -> None:
+    """Name the principal objects that the class map gives no detector class (their clips are
+    skipped; the metrics count them per object)."""
+    unmapped = sorted(
+        {o for c in clip_ids for o in labels[c]["principal_objects"] if not resolved["ids"].get(o)}
+    )
+    if unmapped:
+        log.warning(
+            "graphs: class_map.%s gives no detector class for %s (their clips get no graph)",
+            map_name,
+            ", ".join(unmapped),
+        )
+
+
+def clip_graph(cid, row, det, ids, params: GraphsParams, embed) -> dict[str, Any]:
+    """One clip's graph (``clip_id``, ``split``, ``objects`` and the node fields), or the record
+    of why it has none (``clip_id``, ``split``, ``reason``, ``object``)."""
+    built = build_graph(det, row["principal_objects"], ids, params)
+    if isinstance(built, Skip):
+        return {"clip_id": cid, "split": row["split"], **built._asdict()}
+    if embed is not None:
+        try:
+            background = {**embed(cid, len(det["counts"])), "score": 0.0}
+        except media.MediaError as err:
+            log.warning("graphs: %s skipped: %s", cid, str(err).splitlines()[-1][:200])
+            return {"clip_id": cid, "split": row["split"], "reason": "unreadable", "object": ""}
+    else:
+        t, k = first_box(det)  # a clip with a principal box has a first box
+        background = {
+            "frame": t,
+            "x": det["features"][t, k],
+            "box": det["boxes"][t, k],
+            "score": det["scores"][t, k],
+        }
+    return {
+        "clip_id": cid,
+        "split": row["split"],
+        "objects": row["principal_objects"][: params.max_principal],
+        **nodes_of(det, built, background),
     }
 
 
@@ -172,7 +210,7 @@ def build_all(
     torch.set_num_threads(params.threads)
     store = DetectionStore(detections)
     resolved = resolve(class_map, store.class_names)
-    labels = {r["clip_id"]: r for r in status if r.get("status") == "ok"}
+    labels = usable(status)
     missing = [c for c in store.clip_ids if c not in labels]
     if missing:
         raise PipelineError(
@@ -180,20 +218,7 @@ def build_all(
             f"(first: {missing[0]}); the detections and the downloads are out of step: run "
             "`dvc repro`"
         )
-    unmapped = sorted(
-        {
-            o
-            for c in store.clip_ids
-            for o in labels[c]["principal_objects"]
-            if not resolved["ids"].get(o)
-        }
-    )
-    if unmapped:  # their clips are skipped; the metrics count them per object
-        log.warning(
-            "graphs: class_map.%s gives no detector class for %s (their clips get no graph)",
-            class_map.name,
-            ", ".join(unmapped),
-        )
+    _warn_unmapped(store.clip_ids, labels, resolved, class_map.name)
     embed = None
     if params.background == "random_crop":
         if detector is None or media_dir is None or cache_dir is None:
@@ -203,38 +228,8 @@ def build_all(
         )
     graphs, skipped = [], []
     for cid in tqdm(store.clip_ids, desc="graphs", unit="clip", mininterval=2):
-        row = labels[cid]
-        det = store.read(cid)
-        built = build_graph(det, row["principal_objects"], resolved["ids"], params)
-        if isinstance(built, Skip):
-            skipped.append({"clip_id": cid, "split": row["split"], **built._asdict()})
-            continue
-        if embed is not None:
-            try:
-                background = {**embed(cid, len(det["counts"])), "score": 0.0}
-            except media.MediaError as err:
-                skipped.append(
-                    {"clip_id": cid, "split": row["split"], "reason": "unreadable", "object": ""}
-                )
-                log.warning("graphs: %s skipped: %s", cid, str(err).splitlines()[-1][:200])
-                continue
-        else:
-            t, k = first_box(det)  # a clip with a principal box has a first box
-            background = {
-                "frame": t,
-                "x": det["features"][t, k],
-                "box": det["boxes"][t, k],
-                "score": det["scores"][t, k],
-            }
-        objects = row["principal_objects"][: params.max_principal]
-        graphs.append(
-            {
-                "clip_id": cid,
-                "split": row["split"],
-                "objects": objects,
-                **nodes_of(det, built, background),
-            }
-        )
+        graph = clip_graph(cid, labels[cid], store.read(cid), resolved["ids"], params, embed)
+        (skipped if "reason" in graph else graphs).append(graph)
     if not graphs:
         reasons = Counter(s["reason"] for s in skipped)
         raise PipelineError(f"graphs: no clip has a graph (skipped: {dict(reasons)})")
@@ -247,12 +242,13 @@ def build_all(
         skipped,
         attrs={
             "label_names": label_names,
-            "roles": list(ROLES),
+            "roles": list(ROLE_NAMES),
             "background": params.background,
             "params": dataclasses.asdict(params),
             "seed": seed,
             "class_map": resolved,
             "detector": store.attrs["detector"],
+            "features": store.attrs["features"],
             "detections": {
                 "schema_version": store.attrs["schema_version"],
                 "params": store.attrs["params"],
@@ -277,7 +273,10 @@ def summarize(
     """``metrics/graphs.json`` and the histogram of graph sizes (nodes -> graphs)."""
     nodes = np.array([len(g["role"]) for g in graphs])
     context = np.concatenate(
-        [np.bincount(g["slot"][g["role"] == 1], minlength=len(g["label"])) for g in graphs]
+        [
+            np.bincount(g["slot"][g["role"] == Role.CONTEXT], minlength=len(g["label"]))
+            for g in graphs
+        ]
     )
     per_class: dict[str, Counter] = {}
     for s in skipped:

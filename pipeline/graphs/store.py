@@ -17,7 +17,8 @@ Layout of ``graphs.h5`` (``docs/data-formats.md``): the nodes of all graphs conc
     graphs/label     (G, N)  int16     label id (attrs label_names) of each slot, -1 = no object
     skipped/clip_id, skipped/split, skipped/reason, skipped/object   (S,) str
     attrs: schema_version, feature_dim, max_principal, label_names, roles, background,
-           params, class_map, detector, detections (JSON strings where nested)
+           params, class_map, detector, features (the detection store's: what the node
+           features are), detections (JSON strings where nested)
 
 Edges are not stored: a graph is fully connected, built on read (:func:`complete_edges`).
 """
@@ -36,7 +37,7 @@ from pipeline import io
 from pipeline.errors import PipelineError
 from pipeline.hdf5 import open_store
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the features attribute, from the detection store
 NODE_FIELDS = {
     "x": np.float16,
     "box": np.float32,
@@ -68,8 +69,13 @@ def write_store(
         graphs: per graph ``clip_id``, ``split``, ``label`` (slot label ids) and the
             ``NODE_FIELDS`` arrays, one row per node.
         skipped: per skipped clip ``clip_id``, ``split``, ``reason``, ``object``.
-        attrs: provenance; dicts and lists are stored as JSON strings.
+        attrs: provenance, with ``label_names`` and ``features`` (what the node features are:
+            ``{"kind": "box_head" | "rgb_crop", "dim", ["crop"]}``); dicts and lists are stored
+            as JSON strings.
     """
+    missing = {"label_names", "features"} - set(attrs)
+    if missing:
+        raise ValueError(f"a graph store needs the attrs {sorted(missing)}")
     graphs = sorted(graphs, key=lambda g: g["clip_id"])
     sizes = [len(g["role"]) for g in graphs]
     offset = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -133,6 +139,13 @@ class GraphStore:
     @property
     def label_names(self) -> list[str]:
         return list(self.attrs["label_names"])
+
+    @property
+    def crop_side(self) -> int:
+        """The side of the RGB crops that the node features are (``features`` kind
+        ``rgb_crop``: the proposals backend), or 0 for a detector's box-head features."""
+        features = self.attrs["features"]
+        return int(features["crop"]) if features["kind"] == "rgb_crop" else 0
 
     def __len__(self) -> int:
         return len(self.clip_ids)

@@ -45,6 +45,45 @@ def _url_key(url: str) -> str:
     return f"{safe}-{hashlib.sha1(url.encode()).hexdigest()[:8]}"
 
 
+def _check_header(path: Path, header: list[str]) -> list[str]:
+    missing = [c for c in ("start_time", "caption") if c not in header]
+    if not ({"youtube_id", "url"} & set(header)):
+        missing.append("youtube_id or url")
+    if missing:
+        raise CaptionCsvError(
+            f"{path}:1: header {header} lacks column(s) {', '.join(missing)} "
+            "(expected AudioCaps' layout: youtube_id or url, start_time, caption[, split])"
+        )
+    return header
+
+
+def _parse_row(row: dict, header: list[str], split: str | None, default_split: str) -> tuple:
+    """One row's ``(youtube_id, url, start, end, caption, split)``; a ``ValueError`` says what
+    is wrong with it."""
+    if None in row or any(v is None for v in row.values()):
+        raise ValueError(f"expected {len(header)} fields")
+    yid = (row.get("youtube_id") or "").strip() or None
+    url = (row.get("url") or "").strip() or None
+    if yid is None and url is None:
+        raise ValueError("needs a youtube_id or a url")
+    if yid is not None and not YOUTUBE_ID.match(yid):
+        raise ValueError(f"youtube_id {yid!r} is not an 11-character YouTube id")
+    if url is not None and urllib.parse.urlsplit(url).scheme not in ("http", "https", "file"):
+        raise ValueError(f"url {url!r} is not an http(s) or file URL")
+    start = _number(row["start_time"].strip(), "start_time")
+    end_text = (row.get("end_time") or "").strip()
+    end = _number(end_text, "end_time") if end_text else start + CLIP_SECONDS
+    if end <= start:
+        raise ValueError(f"end_time {end:g} is not after start_time {start:g}")
+    caption = row["caption"].strip()
+    if not caption:
+        raise ValueError("empty caption")
+    row_split = split or (row.get("split") or "").strip() or default_split
+    if row_split not in SPLITS:
+        raise ValueError(f"split {row_split!r} not in {SPLITS}")
+    return yid, url, start, end, caption, row_split
+
+
 def read_caption_csv(
     path: str | Path,
     source: str,
@@ -72,43 +111,13 @@ def read_caption_csv(
     groups: dict[tuple[str, float], dict] = {}
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        missing = [c for c in ("start_time", "caption") if c not in header]
-        if not ({"youtube_id", "url"} & set(header)):
-            missing.append("youtube_id or url")
-        if missing:
-            raise CaptionCsvError(
-                f"{path}:1: header {header} lacks column(s) {', '.join(missing)} "
-                "(expected AudioCaps' layout: youtube_id or url, start_time, caption[, split])"
-            )
+        header = _check_header(path, reader.fieldnames or [])
         for row in reader:
             line = reader.line_num
             try:
-                if None in row or any(v is None for v in row.values()):
-                    raise ValueError(f"expected {len(header)} fields")
-                yid = (row.get("youtube_id") or "").strip() or None
-                url = (row.get("url") or "").strip() or None
-                if yid is None and url is None:
-                    raise ValueError("needs a youtube_id or a url")
-                if yid is not None and not YOUTUBE_ID.match(yid):
-                    raise ValueError(f"youtube_id {yid!r} is not an 11-character YouTube id")
-                if url is not None and urllib.parse.urlsplit(url).scheme not in (
-                    "http",
-                    "https",
-                    "file",
-                ):
-                    raise ValueError(f"url {url!r} is not an http(s) or file URL")
-                start = _number(row["start_time"].strip(), "start_time")
-                end_text = (row.get("end_time") or "").strip()
-                end = _number(end_text, "end_time") if end_text else start + CLIP_SECONDS
-                if end <= start:
-                    raise ValueError(f"end_time {end:g} is not after start_time {start:g}")
-                caption = row["caption"].strip()
-                if not caption:
-                    raise ValueError("empty caption")
-                row_split = split or (row.get("split") or "").strip() or default_split
-                if row_split not in SPLITS:
-                    raise ValueError(f"split {row_split!r} not in {SPLITS}")
+                yid, url, start, end, caption, row_split = _parse_row(
+                    row, header, split, default_split
+                )
             except ValueError as err:
                 errors.append(f"{path}:{line}: {err}")
                 if rejected is not None:

@@ -1,4 +1,4 @@
-"""Clip sources: a registry mapping ``source.name`` to a ``download_x`` / ``prepare_x`` pair.
+"""The source stage: a registry mapping ``source.name`` to a ``download_x`` / ``prepare_x`` pair.
 
 ``download`` fetches a source's raw metadata into ``<out>/raw``; ``prepare`` turns it into clips of
 the one clip-table schema (:mod:`pipeline.sources.table`). Each source's settings live in the params

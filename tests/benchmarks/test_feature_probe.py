@@ -54,7 +54,14 @@ def test_silent_context_counts_clips_whose_context_shows_a_class_that_does_not_s
         _graph(rng, "va0", "val", [0, 2], context=[2, 1]),
     ]
     path = tmp_path / "graphs.h5"
-    write_store(path, graphs, [], {"label_names": ["a", "b", "c"]}, N_CLASSES, 2)
+    write_store(
+        path,
+        graphs,
+        [],
+        {"label_names": ["a", "b", "c"], "features": {"kind": "box_head", "dim": N_CLASSES}},
+        N_CLASSES,
+        2,
+    )
     store = GraphStore(path)
     counts = feature_probe.silent_context(store)
     assert counts == {"train": (12, 0), "test": (3, 1), "val": (1, 1)}

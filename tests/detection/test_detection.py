@@ -15,7 +15,9 @@ from pipeline.detection.infer import box_features, detect_with_features
 from pipeline.detection.model import CheckpointError, load_checkpoint, save_checkpoint
 from pipeline.detection.run import DetectParams, detect_all
 from pipeline.detection.store import DetectionStore, StoreError
-from pipeline.detection.train import FrameSet, average_precision, to_tensor
+from pipeline.detection.train import FrameSet, average_precision
+from pipeline.download.store import write_status
+from pipeline.media import to_tensor
 from tests.conftest import REPO, tiny_model
 
 PARAMS = DetectParams(fps=2.0, max_boxes=5, min_score=0.0, batch_size=3, threads=1, shard_clips=2)
@@ -145,7 +147,7 @@ def test_store_of_another_schema_is_refused(tmp_path):
 
     group = zarr.open_group(str(tmp_path / "old.zarr"), mode="w")
     group.attrs["schema_version"] = 0
-    with pytest.raises(StoreError, match="schema_version 0, this code reads 1"):
+    with pytest.raises(StoreError, match="schema_version 0, this code reads 2"):
         DetectionStore(tmp_path / "old.zarr")
     with pytest.raises(StoreError, match="no detections store here"):
         DetectionStore(tmp_path / "nothing.zarr")
@@ -154,7 +156,7 @@ def test_store_of_another_schema_is_refused(tmp_path):
 @pytest.mark.slow
 def test_torchrun_two_processes_give_the_same_store(tiny_clips, tmp_path):
     status = tmp_path / "status.jsonl"
-    status.write_text("".join(json.dumps(r) + "\n" for r in tiny_clips["rows"]))
+    write_status(status, tiny_clips["rows"])
     params = tmp_path / "params.yaml"
     params.write_text(
         "base:\n  device: cpu\n"

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from pipeline.detection.proposals import CLASS_NAMES, crop_pixels, iou_matrix, propose
-from pipeline.detection.run import DetectParams, detect_all, sample_frames
+from pipeline.detection.run import DetectParams, detect_all
 from pipeline.detection.store import DetectionStore
 from pipeline.graphs.build import GraphsParams
 from pipeline.graphs.class_map import ClassMapParams
 from pipeline.graphs.run import build_all
 from pipeline.graphs.store import GraphStore
-from pipeline.separation.train import crop_size
+from pipeline.media import sample_frames
 
 PARAMS = DetectParams(
     fps=1.0, max_boxes=6, min_score=0.0, batch_size=3, threads=1, shard_clips=2,
@@ -111,7 +111,8 @@ def test_graphs_of_proposals_have_pixel_nodes(tiny_clips, proposals, tmp_path):
         detector=tiny_clips["ckpt"], media_dir=tiny_clips["media"], cache_dir=tmp_path / "cache",
     )  # fmt: skip
     graphs = GraphStore(tmp_path / "g.h5")
-    assert len(graphs) == 4 and crop_size(graphs.attrs) == 8
+    assert len(graphs) == 4 and graphs.crop_side == 8
+    assert graphs.attrs["features"] == {"kind": "rgb_crop", "dim": 192, "crop": 8}
     assert graphs.attrs["class_map"]["ids"] == {"x": [1], "y": [1]}
     g = graphs.read(graphs.clip_ids[1])
     assert (g["role"] == 0).sum() == 2 and (g["role"] == 2).sum() == 1

@@ -6,9 +6,6 @@ import numpy as np
 import pytest
 
 from pipeline.graphs.build import (
-    BACKGROUND,
-    CONTEXT,
-    PRINCIPAL,
     GraphsParams,
     Skip,
     box_iou,
@@ -16,7 +13,10 @@ from pipeline.graphs.build import (
     first_box,
     random_crop,
 )
+from pipeline.graphs.roles import Role
 from pipeline.graphs.run import clip_rng
+
+PRINCIPAL, CONTEXT, BACKGROUND = Role.PRINCIPAL, Role.CONTEXT, Role.BACKGROUND
 
 P = GraphsParams(
     max_principal=2,

@@ -11,13 +11,13 @@ import torch
 
 from pipeline.detection.infer import box_features
 from pipeline.detection.model import load_checkpoint
-from pipeline.detection.run import DetectParams, detect_all, sample_frames
-from pipeline.detection.train import to_tensor
+from pipeline.detection.run import DetectParams, detect_all
 from pipeline.errors import PipelineError
 from pipeline.graphs.build import GraphsParams
 from pipeline.graphs.class_map import ClassMapError, ClassMapParams, resolve
 from pipeline.graphs.run import build_all
 from pipeline.graphs.store import GraphStore, GraphStoreError, complete_edges, write_store
+from pipeline.media import sample_frames, to_tensor
 
 D = 5
 
@@ -45,9 +45,10 @@ def store_path(tmp_path):
     graphs = [graph("c2", "val", 0, [1]), graph("c1", "train", 3, [0, 2])]
     skipped = [{"clip_id": "c3", "split": "test", "reason": "not_detected", "object": "bell"}]
     path = tmp_path / "graphs.h5"
-    write_store(
-        path, graphs, skipped, {"label_names": ["a", "b", "c"], "params": {"iou": 0.1}}, D, 2
-    )
+    attrs = {"label_names": ["a", "b", "c"], "features": {"kind": "box_head", "dim": D}}
+    write_store(path, graphs, skipped, {**attrs, "params": {"iou": 0.1}}, D, 2)
+    with pytest.raises(ValueError, match=r"needs the attrs \['features'\]"):
+        write_store(tmp_path / "bad.h5", graphs, skipped, {"label_names": ["a"]}, D, 2)
     return path, {g["clip_id"]: g for g in graphs}
 
 
@@ -91,7 +92,7 @@ def test_refusals(store_path, tmp_path):
     path, _ = store_path
     with h5py.File(path, "a") as f:
         f.attrs["schema_version"] = 99
-    with pytest.raises(GraphStoreError, match="schema_version 99, this code reads 1"):
+    with pytest.raises(GraphStoreError, match="schema_version 99, this code reads 2"):
         GraphStore(path)
     with pytest.raises(GraphStoreError, match="no graph store here"):
         GraphStore(tmp_path / "none.h5")

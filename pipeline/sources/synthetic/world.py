@@ -133,15 +133,11 @@ def _new_track(name, look, size, frame, rng, sounding):
     return Track(name, rgb, mask, xy, speed * np.array([np.cos(angle), np.sin(angle)]), sounding)
 
 
-def generate_clip(
-    index: int, params: SyntheticParams, seed: int, sample_rate: int, out_dir: Path
-) -> dict[str, Any]:
-    """Generate clip ``index`` into ``out_dir`` (media, stems) and return its annotations."""
-    rng = np.random.default_rng([seed, index])
-    world = FLAVOURS[params.flavour]
+def _draw_scene(rng, params: SyntheticParams, world) -> tuple[list[Track], list[dict]]:
+    """The clip's objects: 1..max_sources sounding ones, silent context objects (a silent copy of
+    a sounding class with chance ``same_class_context``), and a player on top of each sounding
+    object. Returns the tracks and, per sounding object, its class and track indices."""
     names = sorted(world)
-    split = params.split_of(index)
-    clip_key = youtube_id_of(index)
     n_src = int(rng.integers(1, params.max_sources + 1))
     sounding = [str(c) for c in rng.choice(names, size=n_src, replace=False)]
     n_ctx = int(rng.integers(params.min_context, params.max_context + 1))
@@ -149,7 +145,6 @@ def generate_clip(
     if n_ctx and rng.random() < params.same_class_context:
         silent.append(sounding[int(rng.integers(n_src))])  # "a guitar kept against a wall"
     silent += [str(rng.choice(names)) for _ in range(n_ctx - len(silent))]
-
     size = params.size
     lo, hi = int(0.16 * size), int(0.24 * size)
     tracks: list[Track] = [
@@ -163,15 +158,20 @@ def generate_clip(
         sources.append({"class": name, "track": len(tracks) - 1})
     for src in sources:  # players on top, overlapping their object by about half
         obj = tracks[src["track"]]
-        psize = int(obj.size * 0.85)
-        player = _new_track(PLAYER, PLAYER_LOOK, psize, size, rng, False)
+        player = _new_track(PLAYER, PLAYER_LOOK, int(obj.size * 0.85), size, rng, False)
         player.follows = src["track"]
         side = rng.choice([-1.0, 1.0])
         player.offset = np.array([side * 0.5 * obj.size, 0.25 * obj.size])
         player.xy = obj.xy + player.offset
         src["player_track"] = len(tracks)
         tracks.append(player)
+    return tracks, sources
 
+
+def _render_video(rng, params: SyntheticParams, tracks: list[Track]):
+    """Frames ``(T, size, size, 3)`` uint8 of the moving tracks over a drawn background, and
+    each frame's boxes."""
+    size = params.size
     bg = background(rng, size)
     n_frames = int(round(params.seconds * params.fps))
     frames = np.empty((n_frames, size, size, 3), np.uint8)
@@ -181,7 +181,12 @@ def generate_clip(
             step(tracks, size)
         frames[f], frame_boxes = render(bg, tracks)
         boxes.append(frame_boxes)
+    return frames, boxes
 
+
+def _render_audio(rng, params: SyntheticParams, world, sources, sample_rate: int):
+    """The sounding objects' stems ``(L, n_src)`` int16 at random gains (+-3 dB) and their
+    mixture ``(L,)`` int16."""
     n_samples = int(round(params.seconds * sample_rate))
     stems = np.stack(
         [
@@ -192,9 +197,23 @@ def generate_clip(
         ],
         axis=1,
     )
-    gains = 10 ** (rng.uniform(-3, 3, n_src) / 20)
+    gains = 10 ** (rng.uniform(-3, 3, len(sources)) / 20)
     stems_q = np.round(np.clip(stems * gains, -1, 1) * 32767).astype(np.int16)
     mixture = stems_q.astype(np.int32).sum(axis=1).clip(-32768, 32767).astype(np.int16)
+    return stems_q, mixture
+
+
+def generate_clip(
+    index: int, params: SyntheticParams, seed: int, sample_rate: int, out_dir: Path
+) -> dict[str, Any]:
+    """Generate clip ``index`` into ``out_dir`` (media, stems) and return its annotations."""
+    rng = np.random.default_rng([seed, index])
+    world = FLAVOURS[params.flavour]
+    split = params.split_of(index)
+    clip_key = youtube_id_of(index)
+    tracks, sources = _draw_scene(rng, params, world)
+    frames, boxes = _render_video(rng, params, tracks)
+    stems_q, mixture = _render_audio(rng, params, world, sources, sample_rate)
 
     clip_id = f"{clip_key}_0"
     media_path = out_dir / "media" / f"{clip_id}.mp4"
@@ -229,7 +248,7 @@ def generate_clip(
         "tracks": [{"class": t.name, "sounding": t.sounding} for t in tracks],
         "captions": captions,
         "boxes": boxes,
-        "n_frames": n_frames,
+        "n_frames": len(frames),
     }
 
 
