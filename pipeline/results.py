@@ -3,7 +3,7 @@
 Every committed run and every finished experiment derived from it that has
 ``metrics/evaluate.json`` becomes one row (a run listed twice, e.g. an experiment applied and
 committed, once): the separator (``model.name``), the visual front end (``detect.backend`` where
-the params have it), the preset, steps and weight decay, the test SDR / SIR / SAR / SDRi, the
+the params have it), the preset, steps, batch size and weight decay, the test SDR / SIR / SAR / SDRi, the
 SDR of separating the sources inside one clip (the synthetic world's ``sdr_within_clip``), the
 training minutes and the parameter count. The rows replace whatever stands between the markers
 ``<!-- results:begin -->`` and ``<!-- results:end -->`` in the document, so the prose around the
@@ -43,6 +43,7 @@ COLUMNS = [
     ("front end", "detect.backend", None),
     ("preset", "model.preset", None),
     ("steps", "train.steps", None),
+    ("batch", "train.batch_size", None),
     ("weight decay", "train.weight_decay", "{:g}".format),
     ("SDR", "sdr", None),
     ("SIR", "sir", None),
@@ -53,7 +54,14 @@ COLUMNS = [
     ("parameters", "parameters", _millions),
 ]
 # What a row takes from each source: params.yaml, metrics/evaluate.json, metrics/train.json.
-PARAMS = ("model.name", "detect.backend", "model.preset", "train.steps", "train.weight_decay")
+PARAMS = (
+    "model.name",
+    "detect.backend",
+    "model.preset",
+    "train.steps",
+    "train.batch_size",
+    "train.weight_decay",
+)
 SCORES = (
     "sdr",
     "sir",

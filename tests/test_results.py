@@ -40,7 +40,8 @@ def project(tmp_path_factory):
     (root / "metrics").mkdir()
     (root / "score.py").write_text(SCORE)
     (root / "params.yaml").write_text(
-        "model:\n  name: avsgs\n  preset: small\ntrain:\n  steps: 9\n  weight_decay: 0.0001\n"
+        "model:\n  name: avsgs\n  preset: small\n"
+        "train:\n  steps: 9\n  batch_size: 8\n  weight_decay: 0.0001\n"
     )
     (root / "dvc.yaml").write_text(
         textwrap.dedent(
@@ -143,6 +144,7 @@ def test_a_changed_default_keeps_the_older_run_and_drops_a_repeat(project, tmp_p
     assert len(runs) == 4 and f"committed (at {old})" in runs and "longer" not in " ".join(runs)
     steps = {ln.split(" | ")[0][2:]: ln.split(" | ")[4] for ln in lines}
     assert steps[f"committed (at {old})"] == "9" and steps[runs[0]] == "16000"  # not "0.02 M"
+    assert lines and all(ln.split(" | ")[5] == "8" for ln in lines)  # the batch column
 
 
 def test_a_missing_or_corrupt_saved_output_is_named(tmp_path):
