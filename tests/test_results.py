@@ -88,7 +88,7 @@ def test_the_doc_table_is_replaced_between_the_markers(project):
     lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
     assert lines[0].startswith("| run | model |")
     assert [ln.split(" | ")[1] for ln in lines[1:]] == ["avsgs", "coseparation", "audio_only"]
-    assert "| 9 | 0.0001 | 6.50 | 9.50 | 12.00 | 6.00 | 3.25 | 3.50 | 0.85 M |" in lines[1]
+    assert "| 9 | 8 | 0.0001 | 6.50 | 9.50 | 12.00 | 6.00 | 3.25 | 3.50 | 0.85 M |" in lines[1]
     assert "| 5.25 | 8.25 | 12.00 | 4.75 | – | 3.50 |" in lines[2]  # no within-clip score
     doc.write_text("no markers\n")
     with pytest.raises(subprocess.CalledProcessError) as err:
