@@ -77,3 +77,12 @@ def test_the_check_sees_imports_inside_functions_and_through_packages(tmp_path):
     assert "pipeline/detection/infer.py" in found  # imported inside CropEmbedder.__call__
     assert not _covered(REPO / "pipeline/media.py", ["pipeline/graphs", "pipeline/io.py"])
     assert _covered(REPO / "pipeline/graphs/run.py", ["pipeline/graphs"])
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_a_stage_declares_no_module_it_does_not_run(name):
+    """A declared module the stage never imports would re-run it for nothing."""
+    stage = STAGES[name]
+    code = {m.relative_to(REPO).as_posix() for m in imported_code(REPO / stage["cmd"].split()[1])}
+    modules = [d for d in stage["deps"] if d.startswith("pipeline/") and d.endswith(".py")]
+    assert not [d for d in modules if d not in code], f"dvc.yaml stage {name} declares unused code"
