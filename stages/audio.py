@@ -1,6 +1,8 @@
 """DVC stage ``audio``: every usable clip's waveform, decoded once into one HDF5 store for training
 and evaluation to read windows from."""
 
+import _checkout  # noqa: F401  (first: this checkout's pipeline package)
+
 from pipeline import runtime
 
 runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start

@@ -3,6 +3,8 @@
 Runs as one process, or sharded: ``torchrun --nproc_per_node=N stages/detect.py ...``.
 """
 
+import _checkout  # noqa: F401  (first: this checkout's pipeline package)
+
 from pipeline import runtime
 
 runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start

@@ -1,5 +1,7 @@
 """DVC stage ``download``: fetch, cut and canonicalise every candidate clip of the manifest."""
 
+import _checkout  # noqa: F401  (first: this checkout's pipeline package)
+
 from pipeline import runtime
 
 runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start

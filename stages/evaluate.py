@@ -1,6 +1,8 @@
 """DVC stage ``evaluate``: the trained separator on a fixed, seeded list of test pairs, beside the
 mixture baseline and the ideal-mask ceilings, with an HTML report."""
 
+import _checkout  # noqa: F401  (first: this checkout's pipeline package)
+
 from pipeline import runtime
 
 runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start

@@ -1,5 +1,7 @@
 """DVC stage ``labels``: mine ASIW labels from the clip table's captions (or MUSIC categories)."""
 
+import _checkout  # noqa: F401  (first: this checkout's pipeline package)
+
 from pipeline import runtime
 
 runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start

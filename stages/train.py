@@ -1,6 +1,8 @@
 """DVC stage ``train``: the separator, trained by mix-and-separate (resumable; runs the same under
 ``torchrun --nproc_per_node=N stages/train.py ...``)."""
 
+import _checkout  # noqa: F401  (first: this checkout's pipeline package)
+
 from pipeline import runtime
 
 runtime.tune_process(reexec=__name__ == "__main__")  # first: allocator and OpenMP at start

@@ -3,6 +3,7 @@ glibc told to keep freed memory; OpenMP's spin count; nothing with PIPELINE_TUNE
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -74,3 +75,22 @@ def test_a_stage_logs_its_process_settings(tmp_path):
     settings = next(line for line in res.stderr.splitlines() if "process settings" in line)
     expected = "tcmalloc (preloaded)" if runtime.tcmalloc_path() else "glibc keeping"
     assert expected in settings and "GOMP_SPINCOUNT 1000" in settings
+
+
+def test_a_stage_runs_the_code_of_its_own_checkout(tmp_path):
+    """`dvc exp run --temp` and `dvc queue` run the stages of a copy of the repository, while the
+    environment has the workspace installed (editable): the copy's own code must run."""
+    copy = tmp_path / "copy"
+    shutil.copytree(REPO / "stages", copy / "stages")
+    shutil.copytree(REPO / "pipeline", copy / "pipeline")
+    with (copy / "pipeline" / "stage.py").open("a") as fh:
+        fh.write("\nprint('the copy', flush=True)\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "stages/labels.py", "--params", str(tmp_path / "missing.yaml")],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "the copy" in done.stdout, done.stderr[-500:]
