@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -21,6 +22,9 @@ runtime.tune_process()
 import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# tests load stage scripts as modules; their first import is stages/_checkout.py, which a script
+# finds beside itself
+sys.path.append(str(REPO / "stages"))
 
 
 def tiny_world(**overrides):
