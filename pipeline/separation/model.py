@@ -223,10 +223,8 @@ class ModelParams:
 
 
 def build_separator(name: str, config: dict[str, Any]) -> Separator:
-    """A separator from its registry name and constructor arguments."""
-    if name not in SEPARATORS:
-        raise PipelineError(f"unknown separator {name!r}; known: {', '.join(sorted(SEPARATORS))}")
-    return SEPARATORS[name](**config)
+    """A separator from its registry name and constructor arguments (:func:`rebuild`'s checks)."""
+    return rebuild(SEPARATORS, name, config, "model.name")
 
 
 def save_separator(path: str | Path, model: nn.Module, extra: dict[str, Any]) -> None:
