@@ -22,6 +22,7 @@ import shutil
 import threading
 import time
 import urllib.parse
+import urllib.request
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -152,11 +153,30 @@ class Downloader:
         """The settings a complete clip must have been cut with to be trusted."""
         return {"sample_rate": self.sample_rate, "fps": self.params.fps, "size": self.params.size}
 
-    def complete(self, clip_id: str) -> dict[str, Any] | None:
-        """The clip's ok record if it was cut with the current settings and its files are there
-        with the recorded sizes, else None."""
+    @staticmethod
+    def source_sha256(job: dict[str, Any]) -> str | None:
+        """The SHA-256 of a job's local media file (a ``file://`` URL: the synthetic world's
+        media, a user's local files), None for a remote URL."""
+        parts = urllib.parse.urlsplit(job["fetch_url"])
+        if parts.scheme != "file":
+            return None
+        path = Path(urllib.request.url2pathname(parts.path))
+        return io.sha256_file(path) if path.is_file() else None
+
+    def complete(self, clip_id: str, job: dict[str, Any]) -> dict[str, Any] | None:
+        """The clip's ok record if it was cut from what ``job`` names (the same URL, window and,
+        for a local file, the same bytes) with the current settings, and its files are there as
+        recorded, else None. The record returned carries the job's labels and split (a new
+        labels manifest does not refetch anything, and its labels reach the status rows)."""
         rec = self.read_status(clip_id)
         if not rec or rec.get("status") != "ok" or rec.get("canonical") != self.canonical:
+            return None
+        if rec.get("url") != job["recorded_url"] or (
+            job.get("source_sha256") and rec.get("source_sha256") != job["source_sha256"]
+        ):
+            log.info("download: %s: its source changed since it was cut; cutting it again", clip_id)
+            return None
+        if job.get("end") is not None and (rec["start"], rec["end"]) != (job["start"], job["end"]):
             return None
         for path, kind in (
             (self.store.audio(clip_id), "audio"),
@@ -167,6 +187,9 @@ class Downloader:
             if io.sha256_file(path) != rec.get(f"{kind}_sha256"):
                 log.warning("download: %s changed since it was cut; fetching it again", path)
                 return None
+        fresh = {k: job.get(k) for k in ("principal_objects", "split", "youtube_id")}
+        if any(rec.get(k) != v for k, v in fresh.items()):
+            rec = self._write_status({**rec, **fresh})
         return rec
 
     def _record(self, base: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -179,6 +202,7 @@ class Downloader:
             "start": base["start"],
             "end": base.get("end"),
             "url": base.get("recorded_url", base.get("url")),
+            "source_sha256": base.get("source_sha256"),
             "status": "failed",
             "reason": None,
             "error": None,
@@ -318,7 +342,7 @@ class Downloader:
 
     def clip(self, job: dict[str, Any]) -> list[dict[str, Any]]:
         """Download one windowed clip (AudioCaps, synthetic, a user's CSV)."""
-        if done := self.complete(job["clip_id"]):
+        if done := self.complete(job["clip_id"], job):
             return [done]
         previous = self.read_status(job["clip_id"])
         if previous and previous["status"] == "unavailable":  # gone for good
@@ -336,7 +360,7 @@ class Downloader:
         index = self.media_dir / ".videos" / f"{job['clip_id']}.json"
         if index.is_file():
             ids = json.loads(index.read_text())["clips"]
-            done = [self.complete(c) for c in ids]
+            done = [self.complete(c, job) for c in ids]
             if all(done):
                 return done
         previous = self.read_status(job["clip_id"])
@@ -365,7 +389,8 @@ class Downloader:
                     "end": start + step,
                 }
                 out.append(
-                    self.complete(target["clip_id"]) or self._cut(src, start, target, attempt)
+                    self.complete(target["clip_id"], target)
+                    or self._cut(src, start, target, attempt)
                 )
             io.write_json(index, {"clips": [r["clip_id"] for r in out], "duration": duration})
             self.status_path(job["clip_id"]).unlink(missing_ok=True)  # an earlier failure
@@ -381,6 +406,7 @@ class Downloader:
             )
         except RejectedInput as err:
             return [self._write_status(self._record(job, reason="rejected", error=str(err)))]
+        job["source_sha256"] = self.source_sha256(job)
         return self.whole_video(job) if job.get("end") is None else self.clip(job)
 
     def safe_job(self, record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -414,3 +414,27 @@ def test_the_source_folders_own_media_is_recorded_by_its_relative_path(served, t
     )
     assert out[0]["status"] == "ok" and out[0]["url"] == "media/x.mp4"
     assert str(tmp_path) not in (tmp_path / "m" / "rel" / "status.json").read_text()
+
+
+def test_a_regenerated_source_is_cut_again_and_new_labels_reach_the_rows(served, tmp_path):
+    # the synthetic world regenerated under the same clip ids (another flavour or seed): the
+    # media file of the source folder has other bytes, so the clip is cut again
+    source = tmp_path / "source"
+    (source / "media").mkdir(parents=True)
+    first, second = (served["root"] / "v" / f"{i}.mp4" for i in served["ids"][:2])
+    shutil.copy(first, source / "media" / "x.mp4")
+    row = _row("rel", url="media/x.mp4")
+    media_dir = tmp_path / "m"
+    out, _ = download_all([row], _params(served["base"]), SR, media_dir, source)
+    was = out[0]["video_sha256"]
+    assert out[0]["source_sha256"] == io.sha256_file(source / "media" / "x.mp4")
+    # new labels (labels.match changed): nothing is cut again, the row carries the new labels
+    relabelled = {**row, "principal_objects": ["man", "man"], "split": "val"}
+    out, _ = download_all([relabelled], _params(served["base"]), SR, media_dir, source)
+    assert out[0]["video_sha256"] == was and out[0]["principal_objects"] == ["man", "man"]
+    assert out[0]["split"] == "val"
+    assert json.loads((media_dir / "rel" / "status.json").read_text())["split"] == "val"
+    shutil.copy(second, source / "media" / "x.mp4")
+    out, _ = download_all([row], _params(served["base"]), SR, media_dir, source)
+    assert out[0]["status"] == "ok" and out[0]["video_sha256"] != was
+    assert out[0]["source_sha256"] == io.sha256_file(second)
