@@ -5,7 +5,11 @@ For each principal object of the clip (its labels, in order, up to ``max_princip
 - the **principal node**: among the detector classes the object maps to, the most confident box
   over all sampled frames (ties: the earliest frame, then the detector's order); its frame is the
   object's **key frame**. A box already taken by an earlier slot is not taken again, so two
-  objects that map to one class (``baby`` and ``man`` -> COCO ``person``) get two boxes;
+  objects that map to one class (``baby`` and ``man`` -> COCO ``person``) get two boxes. An
+  object named ``m`` times (two men, labelled by category) takes its ``m`` boxes from one frame,
+  the one whose ``m``-th best box of its classes is the most confident, so that they are ``m``
+  objects and not one object in two frames (when no frame shows ``m``, each slot takes its best
+  box, as above);
 - its **context nodes**: the other boxes of the key frame whose IoU with the principal box is
   strictly above ``iou`` and whose score is strictly above ``min_score``, the most confident first,
   at most ``max_context``. A box that is a principal node itself is not repeated as context.
@@ -111,7 +115,9 @@ def build_graph(
     usable = valid & (det["scores"] > params.min_score)
     taken: set[tuple[int, int]] = set()
     slots: list[tuple[int, int]] = []
-    for obj in objects[: params.max_principal]:
+    objects = list(objects[: params.max_principal])
+    key_frame: dict[str, int | None] = {}
+    for obj in objects:
         ids = class_ids.get(obj, [])
         if not ids:
             return Skip("unmapped", obj)
@@ -120,6 +126,13 @@ def build_graph(
             cand[t, k] = False
         if not cand.any():
             return Skip("not_detected", obj)
+        if objects.count(obj) > 1:
+            if obj not in key_frame:
+                key_frame[obj] = _shared_frame(det["scores"], cand, objects.count(obj))
+            if key_frame[obj] is not None and cand[key_frame[obj]].any():
+                keep = np.zeros_like(cand)
+                keep[key_frame[obj]] = cand[key_frame[obj]]
+                cand = keep
         score = np.where(cand, det["scores"], -np.inf)
         t, k = np.unravel_index(int(np.argmax(score)), score.shape)  # first max: earliest frame
         taken.add((int(t), int(k)))
@@ -140,6 +153,16 @@ def build_graph(
         "role": np.asarray(role, np.int8),
         "slot": np.asarray(slot, np.int8),
     }
+
+
+def _shared_frame(scores: np.ndarray, cand: np.ndarray, m: int) -> int | None:
+    """The frame whose ``m``-th best candidate box scores highest (the earliest on ties), or None
+    when no frame has ``m`` candidates."""
+    ranked = -np.sort(-np.where(cand, scores, -np.inf), axis=1)  # (T, K), best first
+    if ranked.shape[1] < m:
+        return None
+    mth = ranked[:, m - 1]
+    return int(np.argmax(mth)) if np.isfinite(mth).any() else None
 
 
 def random_crop(

@@ -128,6 +128,17 @@ def test_two_objects_of_one_class_get_two_boxes_and_are_not_each_others_context(
     assert nodes(g) == [(PRINCIPAL, 0, 0, 0), (PRINCIPAL, 1, 0, 1), (CONTEXT, 1, 0, 2)]
 
 
+def test_an_object_named_twice_takes_two_boxes_of_one_frame():
+    far = [20.0, 20.0, 30.0, 30.0]
+    # frame 0 has the single best box of class a; frame 1 is the only one that shows two a's
+    d = dets([(1, 0.95, BOX)], [(1, 0.9, BOX), (1, 0.7, far)], [(1, 0.6, BOX), (1, 0.5, far)])
+    g = build_graph(d, ["a", "a"], IDS, P)
+    assert nodes(g) == [(PRINCIPAL, 0, 1, 0), (PRINCIPAL, 1, 1, 1)]
+    # no frame shows two: each slot takes its best remaining box, as for two classes
+    d = dets([(1, 0.9, BOX)], [(1, 0.8, far)])
+    assert nodes(build_graph(d, ["a", "a"], IDS, P)) == [(PRINCIPAL, 0, 0, 0), (PRINCIPAL, 1, 1, 0)]
+
+
 def test_slots_follow_label_order_and_stop_at_max_principal():
     d = dets([(1, 0.9, BOX), (2, 0.9, [20, 20, 30, 30]), (3, 0.9, [40, 40, 50, 50])])
     g = build_graph(d, ["b", "a", "c"], IDS, P)
