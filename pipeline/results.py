@@ -2,10 +2,11 @@
 
 Every committed run and every finished experiment derived from it that has
 ``metrics/evaluate.json`` becomes one row (a run listed twice, e.g. an experiment applied and
-committed, once): the separator (``model.name``), the visual front end (``detect.backend``
+committed, once): the synthetic world's flavour, the separator (``model.name``), the visual front end (``detect.backend``
 where the params have it), the preset, steps, batch size and weight decay, the test SDR / SIR /
 SAR / SDRi, the SDR of separating the sources inside one clip (the synthetic world's
-``sdr_within_clip``), the training minutes and the parameter count. The rows replace whatever
+``sdr_within_clip``) and inside the clips whose two sources share a class (``one class``: the
+scenes world, where only their partners tell them apart), the training minutes and the parameter count. The rows replace whatever
 stands between the markers ``<!-- results:begin -->`` and ``<!-- results:end -->`` in the
 document, so the prose around the table stays hand-written and the numbers never are.
 
@@ -39,6 +40,7 @@ def _millions(value: int) -> str:
 # (header, key, format); a column without a format shows floats to 2 decimals, the rest as is.
 COLUMNS = [
     ("run", "run", None),
+    ("world", "source.synthetic.flavour", None),
     ("model", "model.name", None),
     ("front end", "detect.backend", None),
     ("preset", "model.preset", None),
@@ -50,11 +52,13 @@ COLUMNS = [
     ("SAR", "sar", None),
     ("SDRi", "sdri", None),
     ("within clip", "sdr_within_clip", None),
+    ("one class", "sdr_within_clip_one_class", None),
     ("train min", "minutes", None),
     ("parameters", "parameters", _millions),
 ]
 # What a row takes from each source: params.yaml, metrics/evaluate.json, metrics/train.json.
 PARAMS = (
+    "source.synthetic.flavour",
     "model.name",
     "detect.backend",
     "model.preset",
@@ -69,6 +73,7 @@ SCORES = (
     "sdri",
     "sdr_mixture",
     "sdr_within_clip",
+    "sdr_within_clip_one_class",
     "oracle_irm_sdr",
     "n_pairs",
 )

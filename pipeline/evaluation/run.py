@@ -227,9 +227,12 @@ class Tally:
 
 def within_clip(model, graphs, clip_ids, stems_dir: Path, recipe, cfg, params) -> dict[str, Any]:
     """Separate each two-source test clip's own audio (the sum of its stems) and score the best
-    assignment of its stems to the model's outputs (chosen by SI-SDR, scored by BSS eval)."""
+    assignment of its stems to the model's outputs (chosen by SI-SDR, scored by BSS eval); also
+    apart for clips whose two sources share a class (only their context tells them apart) and
+    clips whose sources differ."""
     scale = 0.5 if recipe.mixture == "mean" else 1.0
     sdr, sdr_mix, skipped = [], [], 0
+    by_kind: dict[str, list[float]] = {"one_class": [], "two_classes": []}
     for cid in tqdm(clip_ids, desc="within-clip", unit="clip", mininterval=5):
         path = stems_dir / f"{cid}.wav"
         if not path.is_file():
@@ -249,18 +252,27 @@ def within_clip(model, graphs, clip_ids, stems_dir: Path, recipe, cfg, params) -
             key=lambda p: sum(si_sdr(r, outs[j]) for r, j in zip(refs, p, strict=True)),
         )
         try:
-            sdr.extend(bss_eval(refs, outs[list(best)])["sdr"])
+            scores = bss_eval(refs, outs[list(best)])["sdr"]
             sdr_mix.extend(bss_eval(refs, np.stack([mix] * len(refs)))["sdr"])
         except Unscorable:
             skipped += 1
+            continue
+        sdr.extend(scores)
+        labels = [int(v) for v in graphs.read(cid)["label"] if v >= 0]
+        by_kind["one_class" if len(set(labels)) < len(labels) else "two_classes"].extend(scores)
     if not sdr:
         return {"within_clip_clips": 0}
-    return {
+    out = {
         "sdr_within_clip": _mean(sdr),
         "sdr_within_clip_mixture": _mean(sdr_mix),
         "within_clip_clips": len(sdr) // 2,
         "within_clip_skipped": skipped,
     }
+    for kind, values in by_kind.items():
+        if values:
+            out[f"sdr_within_clip_{kind}"] = _mean(values)
+            out[f"within_clip_{kind}_clips"] = len(values) // 2
+    return out
 
 
 def write_outputs(result: dict[str, Any], pairs_out, scores_out) -> None:

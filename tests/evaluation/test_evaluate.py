@@ -129,6 +129,8 @@ def test_evaluate_end_to_end(trained, tmp_path):
     assert silent and all(r["status"] == "skipped" and "silent" in r["reason"] for r in silent)
     assert m["n_pairs"] + m["skipped"] == len(result["pairs"]) and m["skipped"] == len(silent)
     assert m["within_clip_clips"] >= 1
+    kinds = [m.get(f"within_clip_{k}_clips", 0) for k in ("one_class", "two_classes")]
+    assert sum(kinds) == m["within_clip_clips"]
     assert len(result["examples"]) == 2
     assert run()["pairs"] == result["pairs"]
     write_outputs(result, tmp_path / "pairs.json", tmp_path / "scores.csv")
