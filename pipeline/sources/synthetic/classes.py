@@ -132,7 +132,84 @@ EVERYDAY = {
     )
 }
 
-FLAVOURS = {"everyday": EVERYDAY, "instruments": INSTRUMENTS}
+
+@dataclasses.dataclass(frozen=True)
+class Partner:
+    """An object a principal object interacts with (``scenes`` flavour): it decides the sound.
+
+    Args:
+        name: the detector class.
+        look: how it is drawn (smaller than its principal object, in front of it).
+        program, pattern, note_seconds: the General MIDI program, note pattern and note lengths
+            of the sound it makes with any principal object (:class:`Sound`).
+    """
+
+    name: str
+    look: Look
+    program: int
+    pattern: str
+    note_seconds: tuple[float, float]
+
+
+@dataclasses.dataclass(frozen=True)
+class Performer:
+    """A principal object of the ``scenes`` flavour: it looks the same whatever it plays; its
+    register (lowest and highest MIDI key) is its own, its timbre its partner's."""
+
+    name: str
+    look: Look
+    register: tuple[int, int]
+    partners: tuple[str, ...]
+
+    def sound(self, partner: Partner) -> Sound:
+        """The variant this object makes with ``partner``."""
+        return Sound(partner.program, partner.pattern, self.register, partner.note_seconds)
+
+
+#: The ``scenes`` flavour's partners: each is also drawn alone, silent, elsewhere in a scene.
+PARTNERS = {
+    p.name: p
+    for p in (
+        Partner("trumpet", Look("pentagon", (240, 200, 60), "hstripes"), 56, "melody", (0.25, 0.6)),
+        Partner("violin", Look("star", (170, 60, 30), "solid"), 40, "melody", (0.3, 0.8)),
+        Partner("microphone", Look("bar", (40, 40, 40), "dots"), 53, "melody", (0.5, 1.1)),
+        Partner("drum", Look("circle", (200, 200, 210), "cross"), 116, "ticks", (0.5, 0.5)),
+    )
+}
+
+#: The ``scenes`` flavour's principal objects: the same four interactions are open to each,
+#: three of them to each class.
+PERFORMERS = {
+    p.name: p
+    for p in (
+        Performer(
+            "man",
+            Look("person", (90, 60, 160), "vstripes"),
+            (45, 64),
+            ("trumpet", "violin", "microphone"),
+        ),
+        Performer(
+            "woman",
+            Look("person", (200, 60, 90), "checker"),
+            (55, 74),
+            ("violin", "microphone", "drum"),
+        ),
+        Performer(
+            "child",
+            Look("ellipse", (250, 170, 60), "dots"),
+            (64, 83),
+            ("trumpet", "microphone", "drum"),
+        ),
+        Performer(
+            "robot",
+            Look("square", (120, 140, 150), "hstripes"),
+            (38, 57),
+            ("trumpet", "violin", "drum"),
+        ),
+    )
+}
+
+FLAVOURS = {"everyday": EVERYDAY, "instruments": INSTRUMENTS, "scenes": PERFORMERS}
 
 PLAYER_LOOK = Look("person", (230, 180, 140), "solid")
 

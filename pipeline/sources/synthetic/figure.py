@@ -15,8 +15,8 @@ from pipeline import media
 
 
 def draw(source_dir: Path, out: Path, n_clips: int = 4, frames=(0, 40, 79)) -> None:
-    """A grid: one row per clip, one column per frame; sounding boxes green, players blue,
-    silent objects grey, each labelled with its class."""
+    """A grid: one row per clip, one column per frame; sounding boxes green, players and
+    partners blue, silent objects grey, each labelled with its class."""
     coco = json.loads((source_dir / "annotations" / "train.json").read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
     by_image: dict[int, list] = {}
@@ -34,10 +34,8 @@ def draw(source_dir: Path, out: Path, n_clips: int = 4, frames=(0, 40, 79)) -> N
             for a in by_image.get(images[f]["id"], []):
                 x, y, w, h = a["bbox"]
                 name = names[a["category_id"]]
-                colour = (
-                    (0, 220, 0)
-                    if a["sounding"]
-                    else ((40, 90, 255) if name == "player" else (160, 160, 160))
+                colour = {"principal": (0, 220, 0), "silent": (160, 160, 160)}.get(
+                    a["role"], (40, 90, 255)
                 )
                 pen.rectangle([x, y, x + w - 1, y + h - 1], outline=colour, width=2)
                 pen.text((x + 2, y + 1), name, fill=colour)
@@ -50,5 +48,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("source_dir", type=Path)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--clips", type=int, default=4)
     args = parser.parse_args()
-    draw(args.source_dir, args.out)
+    draw(args.source_dir, args.out, args.clips)

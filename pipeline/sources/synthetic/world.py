@@ -1,8 +1,10 @@
 """The built-in synthetic world: seeded clips that exercise every stage offline.
 
-Each clip shows a textured background, 1..``max_sources`` *sounding* objects, each overlapped by a
-player sprite (the visible context that makes it sound), and several *silent* context objects, some
-of the same class as a sounding one. Each sounding object plays its class's sound; the clip's audio
+Each clip of the ``everyday`` and ``instruments`` flavours shows a textured background,
+1..``max_sources`` *sounding* objects, each overlapped by a player sprite (the visible context that
+makes it sound), and several *silent* context objects, some of the same class as a sounding one.
+The ``scenes`` flavour (:mod:`.scenes`) adds interactions that decide the sound, depth and motion.
+Each sounding object plays its class's sound; the clip's audio
 is the sum of those stems. Everything derives from ``(base.seed, clip index)``, so the same seed
 gives the same bytes and any number of workers gives the same world.
 
@@ -12,6 +14,7 @@ Written into the source folder (``docs/data-formats.md``)::
     stems/<clip_id>.wav            16-bit, one channel per sounding object (order of world.json)
     annotations/<split>.json       COCO boxes for every frame (detector training and scoring)
     world.json                     per clip: sounding objects, their tracks and stem channels
+    truth/<clip_id>.npz            scenes: depth maps, paths, boxes, motion per 1 s window
     raw/<split>.csv                captions in AudioCaps' CSV layout (everyday flavour)
 """
 
@@ -30,14 +33,17 @@ import soundfile as sf
 from tqdm import tqdm
 
 from pipeline import io, media
+from pipeline.sources.synthetic import scenes
 from pipeline.sources.synthetic.audio import render_stem
 from pipeline.sources.synthetic.classes import (
     CONNECTORS,
     FLAVOURS,
+    PARTNERS,
     PLAYER,
     PLAYER_LOOK,
     WorldClass,
 )
+from pipeline.sources.synthetic.scenes import ScenesParams
 from pipeline.sources.synthetic.video import Track, background, render, sprite, step
 
 log = logging.getLogger(__name__)
@@ -51,18 +57,22 @@ class SyntheticParams:
     """``source.synthetic``.
 
     Args:
-        flavour: ``everyday`` (ASIW principal objects, captions mined by ``labels``) or
-            ``instruments`` (MUSIC's 11 instruments, labelled by category like MUSIC).
+        flavour: ``everyday`` (ASIW principal objects, captions mined by ``labels``),
+            ``instruments`` (MUSIC's 11 instruments, labelled by category like MUSIC) or
+            ``scenes`` (interactions, depth and motion decide the sound: :mod:`.scenes`;
+            labelled by category, which can name one class twice).
         n_train, n_val, n_test: clips per split.
         seconds, fps, size: clip duration (s), frame rate, and frame width = height (px).
         max_sources: sounding objects per clip are drawn uniformly from 1..max_sources.
         min_context, max_context: silent context objects per clip.
-        same_class_context: chance that a silent copy of a sounding object's class is added.
+        same_class_context: chance that a silent copy of a sounding object's class is added
+            (``scenes``: of a sounding object's partner).
         render_rate: rate the soundfont is rendered at before resampling to base.sample_rate.
         workers: processes generating clips (the world does not depend on it).
+        scenes: the ``scenes`` flavour's own settings.
     """
 
-    flavour: Literal["everyday", "instruments"]
+    flavour: Literal["everyday", "instruments", "scenes"]
     n_train: int
     n_val: int
     n_test: int
@@ -75,6 +85,7 @@ class SyntheticParams:
     same_class_context: float
     render_rate: int
     workers: int
+    scenes: ScenesParams = ScenesParams()
 
     def __post_init__(self) -> None:
         checks = {
@@ -109,7 +120,10 @@ def youtube_id_of(index: int) -> str:
 
 
 def detector_classes(flavour: str) -> list[str]:
-    """The box-annotation categories of a flavour: its object classes, then the player."""
+    """The box-annotation categories of a flavour: its object classes, then the player (or, in
+    ``scenes``, the partners)."""
+    if flavour == "scenes":
+        return [*sorted(FLAVOURS[flavour]), *sorted(PARTNERS)]
     return [*sorted(FLAVOURS[flavour]), PLAYER]
 
 
@@ -203,32 +217,87 @@ def _render_audio(rng, params: SyntheticParams, world, sources, sample_rate: int
     return stems_q, mixture
 
 
-def generate_clip(
-    index: int, params: SyntheticParams, seed: int, sample_rate: int, out_dir: Path
-) -> dict[str, Any]:
-    """Generate clip ``index`` into ``out_dir`` (media, stems) and return its annotations."""
-    rng = np.random.default_rng([seed, index])
+def _make_flat(rng, params: SyntheticParams, sample_rate: int, index: int) -> dict[str, Any]:
+    """One clip of the ``everyday`` or ``instruments`` flavour (2-D sprites, players)."""
     world = FLAVOURS[params.flavour]
-    split = params.split_of(index)
-    clip_key = youtube_id_of(index)
     tracks, sources = _draw_scene(rng, params, world)
     frames, boxes = _render_video(rng, params, tracks)
     stems_q, mixture = _render_audio(rng, params, world, sources, sample_rate)
+    return {
+        "frames": frames,
+        "boxes": boxes,
+        "stems": stems_q,
+        "mixture": mixture,
+        "sources": [
+            {"class": s["class"], "track": s["track"], "player_track": s["player_track"]}
+            for s in sources
+        ],
+        "tracks": [
+            {
+                "class": t.name,
+                "sounding": t.sounding,
+                "role": "player"
+                if t.follows is not None
+                else ("principal" if t.sounding else "silent"),
+            }
+            for t in tracks
+        ],
+        "truth": None,
+    }
+
+
+def _make_scene(rng, params: SyntheticParams, sample_rate: int, index: int) -> dict[str, Any]:
+    """One clip of the ``scenes`` flavour (:mod:`.scenes`)."""
+    bodies, sources = scenes.draw_scene(rng, params, params.scenes, index)
+    frames, depth, boxes = scenes.render_frames(rng, params, bodies)
+    stems_q, mixture = scenes.render_audio(rng, params, params.scenes, bodies, sources, sample_rate)
+    truth = scenes.truth(bodies, boxes, depth, params)
+    for s in sources:
+        s["variant"] = s["partner"]
+        s["direction10"] = truth["direction10"][s["track"]].tolist()
+        s["direction28"] = truth["direction28"][s["track"]].tolist()
+    sounding = {s["track"] for s in sources}
+    return {
+        "frames": frames,
+        "boxes": boxes,
+        "stems": stems_q,
+        "mixture": mixture,
+        "sources": sources,
+        "tracks": [
+            {"class": b.name, "sounding": k in sounding, "role": b.role, "follows": b.follows}
+            for k, b in enumerate(bodies)
+        ],
+        "truth": truth,
+    }
+
+
+def generate_clip(
+    index: int, params: SyntheticParams, seed: int, sample_rate: int, out_dir: Path
+) -> dict[str, Any]:
+    """Generate clip ``index`` into ``out_dir`` (media, stems, scenes' truth) and return its
+    annotations."""
+    rng = np.random.default_rng([seed, index])
+    split = params.split_of(index)
+    clip_key = youtube_id_of(index)
+    make = _make_scene if params.flavour == "scenes" else _make_flat
+    clip = make(rng, params, sample_rate, index)
 
     clip_id = f"{clip_key}_0"
     media_path = out_dir / "media" / f"{clip_id}.mp4"
     stem_path = out_dir / "stems" / f"{clip_id}.wav"
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "mix.wav"
-        sf.write(wav, mixture, sample_rate, subtype="PCM_16")
+        sf.write(wav, clip["mixture"], sample_rate, subtype="PCM_16")
         with io.atomic_path(media_path) as tmp_mp4:
-            media.encode_mp4(tmp_mp4, frames, params.fps, wav)
+            media.encode_mp4(tmp_mp4, clip["frames"], params.fps, wav)
     with io.atomic_path(stem_path) as tmp_wav:
-        sf.write(tmp_wav, stems_q, sample_rate, subtype="PCM_16", format="WAV")
+        sf.write(tmp_wav, clip["stems"], sample_rate, subtype="PCM_16", format="WAV")
+    if clip["truth"] is not None:
+        scenes.write_truth(out_dir / "truth" / f"{clip_id}.npz", clip["truth"])
 
-    n_captions = CAPTIONS_PER_CLIP[split]
+    world = FLAVOURS[params.flavour]
     captions = (
-        _captions([world[s["class"]] for s in sources], n_captions, rng)
+        _captions([world[s["class"]] for s in clip["sources"]], CAPTIONS_PER_CLIP[split], rng)
         if params.flavour == "everyday"
         else []
     )
@@ -236,19 +305,11 @@ def generate_clip(
         "clip_id": clip_id,
         "youtube_id": clip_key,
         "split": split,
-        "sources": [
-            {
-                "class": s["class"],
-                "track": s["track"],
-                "player_track": s["player_track"],
-                "stem_channel": k,
-            }
-            for k, s in enumerate(sources)
-        ],
-        "tracks": [{"class": t.name, "sounding": t.sounding} for t in tracks],
+        "sources": [{**s, "stem_channel": k} for k, s in enumerate(clip["sources"])],
+        "tracks": clip["tracks"],
         "captions": captions,
-        "boxes": boxes,
-        "n_frames": len(frames),
+        "boxes": clip["boxes"],
+        "n_frames": len(clip["frames"]),
     }
 
 
@@ -288,6 +349,7 @@ def _coco(clips: list[dict[str, Any]], params: SyntheticParams) -> dict[str, Any
                         "iscrowd": 0,
                         "track_id": track,
                         "sounding": info["sounding"],
+                        "role": info["role"],
                     }
                 )
     return {
@@ -333,6 +395,11 @@ def generate_world(
             "seconds": params.seconds,
             "classes": sorted(FLAVOURS[params.flavour]),
             "detector_classes": detector_classes(params.flavour),
+            **(
+                {"partners": sorted(PARTNERS), "scenes": dataclasses.asdict(params.scenes)}
+                if params.flavour == "scenes"
+                else {}
+            ),
             "clips": summary,
         },
     )
