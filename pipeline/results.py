@@ -2,13 +2,14 @@
 
 Every committed run and every finished experiment derived from it that has
 ``metrics/evaluate.json`` becomes one row (a run listed twice, e.g. an experiment applied and
-committed, once): the synthetic world's flavour, the separator (``model.name``), the visual front end (``detect.backend``
-where the params have it), the preset, steps, batch size and weight decay, the test SDR / SIR /
-SAR / SDRi, the SDR of separating the sources inside one clip (the synthetic world's
-``sdr_within_clip``) and inside the clips whose two sources share a class (``one class``: the
-scenes world, where only their partners tell them apart), the training minutes and the parameter count. The rows replace whatever
-stands between the markers ``<!-- results:begin -->`` and ``<!-- results:end -->`` in the
-document, so the prose around the table stays hand-written and the numbers never are.
+committed, once): the synthetic world's flavour, the separator (``model.name``), the visual front
+end (``detect.backend`` where the params have it), the preset, steps, batch size and weight
+decay, the test SDR / SIR / SAR / SDRi, the SDR of separating the sources inside one clip (the
+synthetic world's ``sdr_within_clip``) and inside the clips whose two sources share a class
+(``one class``: the scenes world, where only their partners tell them apart), the training
+minutes and the parameter count. The rows replace whatever stands between the markers
+``<!-- results:begin -->`` and ``<!-- results:end -->`` in the document, so the prose around the
+table stays hand-written and the numbers never are.
 
 Usage (``docs/results.md`` lists the experiments to run first)::
 

@@ -172,31 +172,32 @@ PARTNERS = {
     for p in (
         Partner("trumpet", Look("pentagon", (240, 200, 60), "hstripes"), 56, "melody", (0.25, 0.6)),
         Partner("violin", Look("star", (170, 60, 30), "solid"), 40, "melody", (0.3, 0.8)),
-        Partner("microphone", Look("bar", (40, 40, 40), "dots"), 53, "melody", (0.5, 1.1)),
+        Partner("microphone", Look("triangle", (40, 40, 40), "dots"), 53, "melody", (0.5, 1.1)),
         Partner("drum", Look("circle", (200, 200, 210), "cross"), 116, "ticks", (0.5, 0.5)),
     )
 }
 
-#: The ``scenes`` flavour's principal objects: the same four interactions are open to each,
-#: three of them to each class.
+#: The ``scenes`` flavour's principal objects: squares that fill their box (so a partner behind
+#: one does not show inside its box), told apart by colour and pattern; three of the four
+#: partners are open to each class.
 PERFORMERS = {
     p.name: p
     for p in (
         Performer(
             "man",
-            Look("person", (90, 60, 160), "vstripes"),
+            Look("square", (90, 60, 160), "vstripes"),
             (45, 64),
             ("trumpet", "violin", "microphone"),
         ),
         Performer(
             "woman",
-            Look("person", (200, 60, 90), "checker"),
+            Look("square", (200, 60, 90), "checker"),
             (55, 74),
             ("violin", "microphone", "drum"),
         ),
         Performer(
             "child",
-            Look("ellipse", (250, 170, 60), "dots"),
+            Look("square", (250, 170, 60), "dots"),
             (64, 83),
             ("trumpet", "microphone", "drum"),
         ),

@@ -10,10 +10,12 @@ elsewhere. A third of the clips have one sounding object, the others two; of tho
 partners tell apart (:func:`clip_kind` spreads the kinds evenly over every split).
 
 Every object moves in 3D: a depth ``z`` in ``[1, far]`` (1 = nearest), drawn at a side ``base /
-z`` and painted far to near, so nearer objects occlude; a share (``static_fraction``) never moves,
+z`` and painted far to near, so nearer objects occlude (a partner is just behind its principal
+object, so the principal's box shows only the principal); a share (``static_fraction``) never moves,
 the others move in segments of 2-4 s (sideways, in depth, both, or pausing), bouncing off the
 frame and the depth range. A partner moves with its principal object, just in front of it. A
-source's loudness is ``1 / z(t)`` (amplitude); with ``speed_of_sound > 0`` its sound also arrives
+source's dry sound is levelled (:func:`levelled`) and its loudness is then ``1 / z(t)``
+(amplitude); with ``speed_of_sound > 0`` its sound also arrives
 ``(z - 1) / speed_of_sound`` seconds late, which shifts its pitch up while it approaches and down
 while it recedes (Doppler).
 
@@ -38,14 +40,15 @@ from typing import Any
 import numpy as np
 
 from pipeline import io, motion
-from pipeline.sources.synthetic.audio import render_stem
+from pipeline.sources.synthetic.audio import STEM_PEAK, STEM_RMS, render_stem
 from pipeline.sources.synthetic.classes import PARTNERS, PERFORMERS, Look
 from pipeline.sources.synthetic.video import background, sprite
 
 NEAR = 1.0  #: the nearest depth; a sprite is ``base`` pixels wide there, loudness 1
 BACKGROUND_DEPTH = (6.0, 3.0)  #: the ground plane's depth at the top and bottom rows
 PARTNER_SCALE = 0.7  #: a partner's side, as a share of its principal object's
-PARTNER_OFFSET = (0.2, 0.1)  #: a partner's centre from its principal's, in principal sides
+PARTNER_OFFSET = (0.45, 0.1)  #: a partner's centre from its principal's, in principal sides
+PARTNER_BEHIND = 0.01  #: a partner's depth behind its principal object's
 ONE_SOURCE = 1 / 3  #: share of the clips with one sounding object (``max_sources: 2``)
 GOLDEN = (5**0.5 - 1) / 2
 MIN_VISIBLE = 0.3  #: an object with less of its sprite visible has no box in that frame
@@ -108,7 +111,7 @@ def _free_path(rng, n: int, fps: int, frame: int, base: float, static: bool, far
             kind = rng.choice(["sideways", "depth", "both", "pause"], p=[0.3, 0.3, 0.3, 0.1])
             angle = rng.uniform(0, 2 * np.pi)
             speed = rng.uniform(0.08, 0.25) * frame if kind in ("sideways", "both") else 0.0
-            vz = rng.choice([-1, 1]) * rng.uniform(0.35, 0.8) if kind in ("depth", "both") else 0
+            vz = rng.choice([-1, 1]) * rng.uniform(0.5, 1.0) if kind in ("depth", "both") else 0
             vel = np.array([speed * np.cos(angle), speed * np.sin(angle), vz]) / fps
         path[i] = (*xy, z)
         if static:
@@ -128,13 +131,14 @@ def _free_path(rng, n: int, fps: int, frame: int, base: float, static: bool, far
 
 
 def _partner_path(principal: Body, side: float) -> np.ndarray:
-    """A partner's path: beside its principal object (scaled by its depth), just in front."""
+    """A partner's path: beside its principal object (scaled by its depth), just behind it, so
+    the part of it inside the principal's box is hidden."""
     z = principal.path[:, 2]
     dx, dy = PARTNER_OFFSET
     out = principal.path.copy()
     out[:, 0] += side * dx * principal.base / z
     out[:, 1] += dy * principal.base / z
-    out[:, 2] = z - 0.01
+    out[:, 2] = z + PARTNER_BEHIND
     return out
 
 
@@ -208,7 +212,8 @@ def draw_scene(
 
 def render_frames(rng, params, bodies: list[Body]):
     """Frames ``(T, S, S, 3)`` uint8, depth maps ``(T, S, S)`` uint16 (thousandths) and each
-    body's visible box per frame (COCO xywh, None under :data:`MIN_VISIBLE` of its sprite)."""
+    body's box per frame: the box of its whole sprite, clipped to the frame (COCO xywh), while at
+    least :data:`MIN_VISIBLE` of the sprite is visible, else None."""
     size = params.size
     bg = background(rng, size)
     rows = np.linspace(*BACKGROUND_DEPTH, size, dtype=np.float32)
@@ -217,21 +222,25 @@ def render_frames(rng, params, bodies: list[Body]):
     frames = np.empty((n_frames, size, size, 3), np.uint8)
     depth = np.empty((n_frames, size, size), np.uint16)
     boxes: list[list[list[float] | None]] = []
-    sprites: dict[tuple[Look, int], tuple[np.ndarray, np.ndarray]] = {}
+    sprites: dict[tuple[Look, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for f in range(n_frames):
         img, zbuf = bg.copy(), bg_depth.copy()
         owner = np.full((size, size), -1, np.int16)
         area = np.zeros(len(bodies))
+        whole = np.zeros((len(bodies), 4))
         order = sorted(range(len(bodies)), key=lambda k: -bodies[k].path[f, 2])  # far first
         for k in order:
             cx, cy, z = bodies[k].path[f]
             side = max(2, int(round(bodies[k].base / z)))
             key = (bodies[k].look, side)
             if key not in sprites:
-                sprites[key] = sprite(bodies[k].look, side)
-            rgb, mask = sprites[key]
+                rgb, mask = sprite(bodies[k].look, side)
+                ys, xs = np.nonzero(mask)
+                sprites[key] = rgb, mask, np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+            rgb, mask, extent = sprites[key]
             area[k] = mask.sum()
             x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+            whole[k] = np.clip(extent + (x0, y0, x0, y0), 0, size)
             cx0, cy0 = max(x0, 0), max(y0, 0)
             cx1, cy1 = min(x0 + side, size), min(y0 + side, size)
             if cx0 >= cx1 or cy0 >= cy1:
@@ -242,12 +251,11 @@ def render_frames(rng, params, bodies: list[Body]):
             owner[cy0:cy1, cx0:cx1][m] = k
         frame_boxes: list[list[float] | None] = []
         for k in range(len(bodies)):
-            ys, xs = np.nonzero(owner == k)
-            if len(xs) < MIN_VISIBLE * area[k]:
+            if np.count_nonzero(owner == k) < MIN_VISIBLE * area[k]:
                 frame_boxes.append(None)
                 continue
-            x0, y0 = float(xs.min()), float(ys.min())
-            frame_boxes.append([x0, y0, float(xs.max()) - x0 + 1, float(ys.max()) - y0 + 1])
+            x0, y0, x1, y1 = (float(v) for v in whole[k])
+            frame_boxes.append([x0, y0, x1 - x0, y1 - y0])
         frames[f] = np.clip(img, 0, 255).astype(np.uint8)
         depth[f] = np.round(zbuf * DEPTH_SCALE).astype(np.uint16)
         boxes.append(frame_boxes)
@@ -267,6 +275,20 @@ def distance_effects(
     return (out * NEAR / z).astype(np.float32)
 
 
+def levelled(x: np.ndarray, sample_rate: int, seconds: float = 0.5) -> np.ndarray:
+    """``x`` with its slow loudness flattened: divided by its RMS envelope over ``seconds``
+    (floored at a tenth of the whole stem's RMS, so rests stay quiet), then brought back to the
+    stem's RMS and peak limits. A source's loudness is then its distance's (:func:`render_audio`),
+    not its notes' dynamics."""
+    x = x.astype(np.float64)
+    n = max(1, int(seconds * sample_rate))
+    power = np.convolve(x**2, np.ones(n) / n, mode="same")
+    rms = np.sqrt(np.mean(x**2))
+    y = x / np.maximum(np.sqrt(power), 0.1 * rms)
+    y *= min(STEM_RMS / np.sqrt(np.mean(y**2)), STEM_PEAK / np.abs(y).max())
+    return y.astype(np.float32)
+
+
 def render_audio(rng, params, scenes: ScenesParams, bodies, sources, sample_rate: int):
     """Stems ``(L, n_src)`` int16 heard from each source's path, and their sum ``(L,)`` int16."""
     n_samples = int(round(params.seconds * sample_rate))
@@ -274,6 +296,7 @@ def render_audio(rng, params, scenes: ScenesParams, bodies, sources, sample_rate
     for s in sources:
         sound = PERFORMERS[s["class"]].sound(PARTNERS[s["partner"]])
         dry = render_stem(sound, rng, params.seconds, sample_rate, params.render_rate)[:n_samples]
+        dry = levelled(dry, sample_rate)
         path = bodies[s["track"]].path[:, 2]
         stems.append(distance_effects(dry, path, params.fps, sample_rate, scenes.speed_of_sound))
     stems_q = np.round(np.clip(np.stack(stems, axis=1), -1, 1) * 32767).astype(np.int16)
