@@ -3,6 +3,7 @@
 import dataclasses
 import hashlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -113,7 +114,9 @@ def test_instruments_flavour_is_labelled_like_music(tmp_path):
 
 def test_synthetic_params_are_checked():
     good = {f.name: getattr(SMALL, f.name) for f in dataclasses.fields(SMALL)}
+    good["scenes"] = dataclasses.asdict(SMALL.scenes)
     with pytest.raises(ParamsError, match="source.synthetic: max_sources must be 1 or 2"):
         parse(SyntheticParams, {**good, "max_sources": 3}, "source.synthetic")
-    with pytest.raises(ParamsError, match="expected one of 'everyday' | 'instruments'"):
+    expected = "expected one of 'everyday' | 'instruments' | 'scenes'"
+    with pytest.raises(ParamsError, match=re.escape(expected)):
         parse(SyntheticParams, {**good, "flavour": "jungle"}, "source.synthetic")
