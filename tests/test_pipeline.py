@@ -125,7 +125,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     subprocess.run(
         [sys.executable, "-m", "pipeline.results", "--doc", str(doc)], cwd=repo, env=env, check=True
     )
-    models = [ln.split(" | ")[1] for ln in doc.read_text().splitlines() if ln.startswith("| ")]
+    models = [ln.split(" | ")[2] for ln in doc.read_text().splitlines() if ln.startswith("| ")]
     assert sorted(models[1:]) == ["avsgs", "sobb"]
 
 
