@@ -55,6 +55,7 @@ from pipeline.graphs.store import GraphStore
 from pipeline.motion import STATIC_D
 from pipeline.sources.synthetic.audio import render_stem
 from pipeline.sources.synthetic.classes import FLAVOURS
+from pipeline.sources.synthetic.truth import frame_at, source_at, xyxy
 
 SR = 11025
 N_FFT, HOP = 1022, 256
@@ -148,11 +149,6 @@ def fit_score(x, y, train, balanced: bool = False) -> tuple[float, float]:
     )
 
 
-def _xyxy(box) -> np.ndarray:
-    x, y, w, h = box
-    return np.array([[x, y, x + w, y + h]])
-
-
 def variant_examples(world: dict, world_dir: Path, store: GraphStore):
     """Per principal node matched to a sounding object: (principal feature, mean context
     feature, feature of the context node on its partner, variant, split)."""
@@ -164,23 +160,16 @@ def variant_examples(world: dict, world_dir: Path, store: GraphStore):
         g = store.read(clip["clip_id"])
         truth = np.load(world_dir / "truth" / f"{clip['clip_id']}.npz")
         for i in np.flatnonzero(g["role"] == Role.PRINCIPAL):
-            f = min(int(round(float(g["time"][i]) * fps)), truth["box"].shape[1] - 1)
-            best, source = 0.0, None
-            for s in clip["sources"]:
-                b = truth["box"][s["track"], f]
-                if not np.isnan(b[0]):
-                    iou = box_iou(g["box"][i : i + 1], _xyxy(b))[0, 0]
-                    if iou > best:
-                        best, source = iou, s
-            if source is None or best < 0.5:
+            source = source_at(clip, truth, g["box"][i], float(g["time"][i]), fps)
+            if source is None:
                 continue
             ctx = np.flatnonzero((g["role"] == Role.CONTEXT) & (g["slot"] == g["slot"][i]))
             x = g["x"].astype(np.float32)
             mean_ctx = x[ctx].mean(0) if len(ctx) else np.zeros_like(x[i])
             partner = np.zeros_like(x[i])
-            pb = truth["box"][source["partner_track"], f]
+            pb = truth["box"][source["partner_track"], frame_at(truth, float(g["time"][i]), fps)]
             if len(ctx) and not np.isnan(pb[0]):
-                ious = box_iou(g["box"][ctx], _xyxy(pb))[:, 0]
+                ious = box_iou(g["box"][ctx], xyxy(pb)[None])[:, 0]
                 if ious.max() >= 0.5:
                     partner = x[ctx[int(np.argmax(ious))]]
             rows.append((x[i], mean_ctx, partner, source["variant"], clip["split"]))

@@ -31,12 +31,12 @@ import torch
 
 from pipeline.evaluation.run import si_sdr
 from pipeline.evaluation.separate import separate_clip
-from pipeline.graphs.build import box_iou
 from pipeline.graphs.roles import Role
 from pipeline.graphs.store import GraphStore
 from pipeline.separation.model import load_separator
 from pipeline.separation.spectrogram import SpecConfig
 from pipeline.separation.step import RECIPES
+from pipeline.sources.synthetic.truth import source_at
 
 
 def slot_sources(graph: dict, clip: dict, truth, fps: int) -> dict[int, int] | None:
@@ -44,18 +44,10 @@ def slot_sources(graph: dict, clip: dict, truth, fps: int) -> dict[int, int] | N
     None when some slot shows none or two slots show one source."""
     out = {}
     for i in np.flatnonzero(graph["role"] == Role.PRINCIPAL):
-        f = min(int(round(float(graph["time"][i]) * fps)), truth["box"].shape[1] - 1)
-        best, channel = 0.5, None
-        for s in clip["sources"]:
-            x, y, w, h = truth["box"][s["track"], f]
-            if np.isnan(x):
-                continue
-            iou = box_iou(graph["box"][i : i + 1], np.array([[x, y, x + w, y + h]]))[0, 0]
-            if iou >= best:
-                best, channel = iou, s["stem_channel"]
-        if channel is None:
+        source = source_at(clip, truth, graph["box"][i], float(graph["time"][i]), fps)
+        if source is None:
             return None
-        out[int(graph["slot"][i])] = channel
+        out[int(graph["slot"][i])] = source["stem_channel"]
     return out if len(set(out.values())) == len(out) else None
 
 
@@ -74,11 +66,8 @@ def main(model_path: Path, graphs_path: Path, world_dir: Path) -> None:
         graph = graphs.read(cid)
         truth = np.load(world_dir / "truth" / f"{cid}.npz")
         slots = slot_sources(graph, clip, truth, world["fps"])
-        kind = (
-            "one class"
-            if clip["sources"][0]["class"] == clip["sources"][1]["class"]
-            else ("two classes")
-        )
+        same = clip["sources"][0]["class"] == clip["sources"][1]["class"]
+        kind = "one class" if same else "two classes"
         t = tally.setdefault(kind, {"best": [], "slots": [], "agree": [], "unmatched": []})
         if slots is None or len(slots) < 2:
             t["unmatched"].append(cid)

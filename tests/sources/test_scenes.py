@@ -24,6 +24,7 @@ from pipeline.sources.synthetic.scenes import (
     distance_effects,
     render_frames,
 )
+from pipeline.sources.synthetic.truth import source_at, xyxy
 from pipeline.sources.synthetic.world import SyntheticParams, detector_classes
 from tests.conftest import tiny_world
 
@@ -91,11 +92,24 @@ def test_truth_agrees_with_the_boxes_and_the_partner_overlaps_its_object(world):
     for s in clip["sources"]:
         a, b = truth["box"][s["track"]], truth["box"][s["partner_track"]]
         both = ~np.isnan(a[:, 0]) & ~np.isnan(b[:, 0])
-        xyxy = lambda v: np.concatenate([v[:, :2], v[:, :2] + v[:, 2:]], 1)  # noqa: E731
         ious += [
             box_iou(xyxy(a[f : f + 1]), xyxy(b[f : f + 1]))[0, 0] for f in np.flatnonzero(both)
         ]
     assert np.median(ious) > 0.2  # clearly above graphs.iou = 0.1
+
+
+def test_a_box_is_matched_to_the_sounding_object_it_shows(world):
+    out, worldj = world
+    clip = worldj["clips"][0]
+    truth = np.load(out / "truth" / f"{clip['clip_id']}.npz")
+    fps = SCENES.fps
+    for s in clip["sources"]:
+        f = int(np.flatnonzero(~np.isnan(truth["box"][s["track"], :, 0]))[0])
+        box = xyxy(truth["box"][s["track"], f]) + 1.0  # a node's box, a pixel off
+        assert source_at(clip, truth, box, f / fps, fps) is s
+        partner = xyxy(truth["box"][s["partner_track"], f])
+        assert source_at(clip, truth, partner, f / fps, fps) is None  # overlaps, IoU < 0.5
+    assert source_at(clip, truth, np.array([0.0, 0.0, 1.0, 1.0]), 0.0, fps) is None
 
 
 def test_direction_labels_follow_the_paths(world):

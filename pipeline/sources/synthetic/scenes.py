@@ -13,7 +13,7 @@ Every object moves in 3D: a depth ``z`` in ``[1, far]`` (1 = nearest), drawn at 
 z`` and painted far to near, so nearer objects occlude (a partner is just behind its principal
 object, so the principal's box shows only the principal); a share (``static_fraction``) never moves,
 the others move in segments of 2-4 s (sideways, in depth, both, or pausing), bouncing off the
-frame and the depth range. A partner moves with its principal object, just in front of it. A
+frame and the depth range. A partner moves with its principal object. A
 source's dry sound is levelled (:func:`levelled`) and its loudness is then ``1 / z(t)``
 (amplitude); with ``speed_of_sound > 0`` its sound also arrives
 ``(z - 1) / speed_of_sound`` seconds late, which shifts its pitch up while it approaches and down
@@ -25,8 +25,8 @@ receding), and its direction classes in ASMP's 10- and 28-class schemes (:mod:`p
 static below ``|u|, |v| < 0.6`` and ``|d| < 0.3``).
 
 Ground truth (``truth/<clip_id>.npz``, ``docs/data-formats.md``): per-frame depth maps, every
-object's centre and depth per frame and its visible box, and the windows' displacements and
-classes.
+object's centre and depth per frame and its box (while enough of it is visible), and the windows'
+displacements and classes (read with :mod:`.truth`).
 """
 
 from __future__ import annotations
