@@ -26,11 +26,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
-from pipeline.evaluation.run import si_sdr
-from pipeline.evaluation.separate import separate_clip
+from pipeline.evaluation.run import clip_estimates, si_sdr
 from pipeline.graphs.roles import Role
 from pipeline.graphs.store import GraphStore
 from pipeline.separation.model import load_separator
@@ -55,7 +53,6 @@ def main(model_path: Path, graphs_path: Path, world_dir: Path) -> None:
     torch.set_num_threads(2)
     model, meta = load_separator(model_path)
     recipe, cfg = RECIPES[meta["recipe"]], SpecConfig(**meta["spec"])
-    scale = 0.5 if recipe.mixture == "mean" else 1.0
     graphs = GraphStore(graphs_path)
     world = json.loads((world_dir / "world.json").read_text())
     tally: dict[str, dict[str, list]] = {}
@@ -72,9 +69,7 @@ def main(model_path: Path, graphs_path: Path, world_dir: Path) -> None:
         if slots is None or len(slots) < 2:
             t["unmatched"].append(cid)
             continue
-        stems, _ = sf.read(world_dir / "stems" / f"{cid}.wav", dtype="float32", always_2d=True)
-        refs = stems.T.astype(np.float64) * scale
-        outs = separate_clip(model, refs.sum(0).astype(np.float32), graphs.data(cid), recipe, cfg)
+        refs, outs = clip_estimates(model, graphs, cid, world_dir / "stems", recipe, cfg)
         score = np.array([[si_sdr(r, o) for o in outs] for r in refs])  # (2, n_outputs)
         best = max(
             itertools.permutations(range(len(outs)), 2),

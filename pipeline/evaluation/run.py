@@ -225,26 +225,36 @@ class Tally:
         }
 
 
+def clip_estimates(
+    model, graphs, clip_id: str, stems_dir: Path, recipe, cfg, batch: int = 8
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """A synthetic clip's stems ``(n_src, L)``, scaled as a part of a training mixture, and the
+    model's outputs ``(S, L)`` separating their sum by the clip's own graph; None for a clip
+    without a stems file or with fewer than two sources."""
+    path = stems_dir / f"{clip_id}.wav"
+    if not path.is_file():
+        return None
+    stems, _ = sf.read(path, dtype="float32", always_2d=True)
+    if stems.shape[1] < 2:
+        return None
+    refs = stems.T.astype(np.float64) * (0.5 if recipe.mixture == "mean" else 1.0)
+    mix = refs.sum(0).astype(np.float32)
+    return refs, separate_clip(model, mix, graphs.data(clip_id), recipe, cfg, batch)
+
+
 def within_clip(model, graphs, clip_ids, stems_dir: Path, recipe, cfg, params) -> dict[str, Any]:
     """Separate each two-source test clip's own audio (the sum of its stems) and score the best
     assignment of its stems to the model's outputs (chosen by SI-SDR, scored by BSS eval); also
     apart for clips whose two sources share a class (only their context tells them apart) and
     clips whose sources differ."""
-    scale = 0.5 if recipe.mixture == "mean" else 1.0
     sdr, sdr_mix, skipped = [], [], 0
     by_kind: dict[str, list[float]] = {"one_class": [], "two_classes": []}
     for cid in tqdm(clip_ids, desc="within-clip", unit="clip", mininterval=5):
-        path = stems_dir / f"{cid}.wav"
-        if not path.is_file():
+        got = clip_estimates(model, graphs, cid, stems_dir, recipe, cfg, params.batch_size)
+        if got is None:
             continue
-        stems, _ = sf.read(path, dtype="float32", always_2d=True)
-        if stems.shape[1] < 2:
-            continue
-        refs = stems.T.astype(np.float64) * scale  # (n_src, L)
+        refs, outs = got
         mix = refs.sum(0)
-        outs = separate_clip(
-            model, mix.astype(np.float32), graphs.data(cid), recipe, cfg, params.batch_size
-        )
         if len(outs) < len(refs):  # a separator with one output per video (frame, audio_only)
             return {"within_clip_clips": 0}
         best = max(
@@ -258,7 +268,7 @@ def within_clip(model, graphs, clip_ids, stems_dir: Path, recipe, cfg, params) -
             skipped += 1
             continue
         sdr.extend(scores)
-        labels = [int(v) for v in graphs.read(cid)["label"] if v >= 0]
+        labels = [int(v) for v in graphs.labels[graphs.index[cid]] if v >= 0]
         by_kind["one_class" if len(set(labels)) < len(labels) else "two_classes"].extend(scores)
     if not sdr:
         return {"within_clip_clips": 0}
