@@ -34,7 +34,14 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from pipeline.graphs.geometry import Asmp25dParams
 from pipeline.graphs.roles import Role
+
+# graph builders: ``avsgs`` (the nodes and a complete graph, as the paper) and ``asmp25d`` (the
+# same nodes, with pseudo-3D positions and Chamfer-RBF edge weights from the depth store:
+# pipeline.graphs.geometry)
+BUILDERS = ("avsgs", "asmp25d")
+READS_DEPTH = frozenset({"asmp25d"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +59,10 @@ class GraphsParams:
             first box of the first frame that has one).
         crop_min, crop_max: side of the random crop as a fraction of the frame's side.
         threads: torch CPU threads for embedding the crops.
+        builder: ``avsgs`` (:data:`BUILDERS`) or ``asmp25d``: the same nodes, and each edge
+            weighted by how near its two objects are in 3D (the depth stage's store;
+            :mod:`pipeline.graphs.geometry`); its settings are ``asmp25d``.
+        asmp25d: the 2.5D graph's geometry.
     """
 
     max_principal: int
@@ -62,6 +73,8 @@ class GraphsParams:
     crop_min: float
     crop_max: float
     threads: int
+    builder: Literal["avsgs", "asmp25d"] = "avsgs"
+    asmp25d: Asmp25dParams = Asmp25dParams()
 
     def __post_init__(self) -> None:
         if self.max_principal < 1 or self.max_context < 0 or self.threads < 1:

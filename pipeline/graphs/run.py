@@ -25,13 +25,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline import io, media
+from pipeline import io, media, parts
+from pipeline.depth.store import DepthStore
 from pipeline.detection.detect_backends import crop_side
 from pipeline.detection.store import DetectionStore
 from pipeline.device import resolve_device
 from pipeline.download.store import MediaStore, usable
 from pipeline.errors import PipelineError
 from pipeline.graphs.build import (
+    READS_DEPTH,
     GraphsParams,
     Skip,
     build_graph,
@@ -39,6 +41,7 @@ from pipeline.graphs.build import (
     random_crop,
 )
 from pipeline.graphs.class_map import ClassMapParams, resolve
+from pipeline.graphs.geometry import graph_geometry
 from pipeline.graphs.roles import NAMES as ROLE_NAMES
 from pipeline.graphs.roles import Role
 from pipeline.graphs.store import write_store
@@ -91,11 +94,11 @@ class CropEmbedder:
         video = self.media.video(clip_id)
         if not video.is_file():
             raise media.MediaError(f"{video}: missing")
-        return json.dumps({"run": self.key, "media": io.sha256_file(video)}, sort_keys=True)
+        return parts.key_of(run=self.key, media=io.sha256_file(video))
 
     def __call__(self, clip_id: str, n_frames: int) -> dict[str, np.ndarray]:
         key = self.clip_key(clip_id)
-        cached = self._cached(clip_id, key)
+        cached = parts.read(self.cache_dir, clip_id, key, ("frame", "box", "x"))
         if cached is not None:
             return cached
         from pipeline.detection.infer import box_features
@@ -113,20 +116,8 @@ class CropEmbedder:
             boxes = torch.from_numpy(box)[None].to(self.device)
             x = box_features(self.model, image, boxes)[0].cpu().numpy()
         out = {"frame": np.int16(t), "box": box, "x": x.astype(np.float16)}
-        path = self.cache_dir / f"{clip_id}.npz"
-        with io.atomic_path(path) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, key=np.array(key), **out)
+        parts.write(self.cache_dir, clip_id, key, out)
         return out
-
-    def _cached(self, clip_id: str, key: str) -> dict[str, np.ndarray] | None:
-        path = self.cache_dir / f"{clip_id}.npz"
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z["key"]) == key:
-                    return {k: z[k] for k in ("frame", "box", "x")}
-        except (OSError, ValueError, KeyError):
-            pass  # missing, stale or corrupt: embed again
-        return None
 
 
 def nodes_of(
@@ -160,9 +151,10 @@ def _warn_unmapped(clip_ids, labels, resolved, map_name: str) -> None:
         )
 
 
-def clip_graph(cid, row, det, ids, params: GraphsParams, embed) -> dict[str, Any]:
+def clip_graph(cid, row, det, ids, params: GraphsParams, embed, depth=None) -> dict[str, Any]:
     """One clip's graph (``clip_id``, ``split``, ``objects`` and the node fields), or the record
-    of why it has none (``clip_id``, ``split``, ``reason``, ``object``)."""
+    of why it has none (``clip_id``, ``split``, ``reason``, ``object``). ``depth``: the depth
+    store with the ``asmp25d`` builder (the graph gains its geometry), else None."""
     built = build_graph(det, row["principal_objects"], ids, params)
     if isinstance(built, Skip):
         return {"clip_id": cid, "split": row["split"], **built._asdict()}
@@ -180,12 +172,32 @@ def clip_graph(cid, row, det, ids, params: GraphsParams, embed) -> dict[str, Any
             "box": det["boxes"][t, k],
             "score": det["scores"][t, k],
         }
+    nodes = nodes_of(det, built, background)
+    if depth is not None:
+        maps = depth.read(cid)["depth"] if cid in depth else None
+        nodes.update(
+            graph_geometry(nodes["box"], nodes["frame"], maps, depth.frame_size, params.asmp25d)
+        )
     return {
         "clip_id": cid,
         "split": row["split"],
         "objects": row["principal_objects"][: params.max_principal],
-        **nodes_of(det, built, background),
+        **nodes,
     }
+
+
+def open_depth(path: str | Path | None, store: DetectionStore) -> DepthStore:
+    """The depth store for the 2.5D builder, checked to be of these detections."""
+    if path is None:
+        raise PipelineError("graphs.builder asmp25d needs the depth store (--depth)")
+    depth = DepthStore(path)
+    made_from = depth.attrs["detections"]
+    here = {"detector": store.attrs["detector"], "params": store.attrs["params"]}
+    if json.dumps(made_from, sort_keys=True) != json.dumps(here, sort_keys=True):
+        raise PipelineError(
+            f"{path} was made from other detections than {store.path}; run `dvc repro depth`"
+        )
+    return depth
 
 
 def build_all(
@@ -199,13 +211,15 @@ def build_all(
     detector: str | Path | None = None,
     media_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    depth: str | Path | None = None,
     device: str = "auto",
 ) -> tuple[dict[str, Any], list[dict[str, int]]]:
     """Build and write the graph store; returns the metrics and the graph-size histogram rows.
 
     ``status``: the download stage's rows (clip id, split, principal objects of every clip).
     ``detector``, ``media_dir`` and ``cache_dir`` are needed for ``background: random_crop``;
-    ``device`` is ``base.device``.
+    ``depth`` (the depth store) is needed for ``builder: asmp25d``; ``device`` is
+    ``base.device``.
     """
     torch.set_num_threads(params.threads)
     store = DetectionStore(detections)
@@ -226,9 +240,12 @@ def build_all(
         embed = CropEmbedder(
             detector, store, media_dir, cache_dir, params, seed, resolve_device(device)
         )
+    depth_store = open_depth(depth, store) if params.builder in READS_DEPTH else None
     graphs, skipped = [], []
     for cid in tqdm(store.clip_ids, desc="graphs", unit="clip", mininterval=2):
-        graph = clip_graph(cid, labels[cid], store.read(cid), resolved["ids"], params, embed)
+        graph = clip_graph(
+            cid, labels[cid], store.read(cid), resolved["ids"], params, embed, depth_store
+        )
         (skipped if "reason" in graph else graphs).append(graph)
     if not graphs:
         reasons = Counter(s["reason"] for s in skipped)
@@ -253,11 +270,19 @@ def build_all(
                 "schema_version": store.attrs["schema_version"],
                 "params": store.attrs["params"],
             },
+            "builder": {"name": params.builder, **builder_params(params)},
+            **(
+                {"depth": {k: depth_store.attrs[k] for k in ("backend", "output", "params")}}
+                if depth_store is not None
+                else {}
+            ),
         },
         feature_dim=store.group["features"].shape[-1],
         max_principal=params.max_principal,
     )
     metrics, sizes = summarize(graphs, skipped, len(store.clip_ids))
+    if depth_store is not None:
+        metrics["geometry"] = geometry_summary(graphs, depth_store)
     log.info(
         "graphs: %d graphs, %d clips skipped (%s)",
         len(graphs),
@@ -265,6 +290,26 @@ def build_all(
         ", ".join(f"{k}: {v}" for k, v in metrics["skipped_per_reason"].items()) or "none",
     )
     return metrics, sizes
+
+
+def builder_params(params: GraphsParams) -> dict[str, Any]:
+    """The builder's own settings (``params`` of the builder record): none for ``avsgs``."""
+    if params.builder == "asmp25d":
+        return {"params": dataclasses.asdict(params.asmp25d)}
+    return {}
+
+
+def geometry_summary(graphs: list[dict[str, Any]], depth: DepthStore) -> dict[str, Any]:
+    """The 2.5D graphs' ``geometry`` metrics: graphs without depth, and the edge weights."""
+    weight = np.concatenate([g["weight"] for g in graphs])
+    known = np.concatenate([np.isfinite(g["distance"]) for g in graphs])
+    return {
+        "graphs_without_depth": sum(g["clip_id"] not in depth for g in graphs),
+        "edges": int(len(weight)),
+        "edges_with_distance": round(float(known.mean()), 4) if len(known) else 0.0,
+        "weight_mean": round(float(weight.mean()), 4) if len(weight) else 0.0,
+        "weight_median": round(float(np.median(weight)), 4) if len(weight) else 0.0,
+    }
 
 
 def summarize(

@@ -15,12 +15,22 @@ Layout of ``graphs.h5`` (``docs/data-formats.md``): the nodes of all graphs conc
     graphs/split     (G,)    str
     graphs/offset    (G+1,)  int64
     graphs/label     (G, N)  int16     label id (attrs label_names) of each slot, -1 = no object
+
+and with a 2.5D builder (attrs ``builder.name`` ``asmp25d``; ``E`` directed edges in all, graph
+``g`` owning ``edge_offset[g]:edge_offset[g + 1]``, in :func:`complete_edges` order)::
+
+    nodes/pos        (M, 3)  float32   pseudo-3D position (pipeline.graphs.geometry); NaN unknown
+    edges/distance   (E,)    float32   Chamfer distance of the two nodes' point sets; NaN unknown
+    edges/weight     (E,)    float32   RBF edge weight in [0, 1] (never NaN)
+    graphs/edge_offset (G+1,) int64
     skipped/clip_id, skipped/split, skipped/reason, skipped/object   (S,) str
     attrs: schema_version, feature_dim, max_principal, label_names, roles, background,
            params, class_map, detector, features (the detection store's: what the node
-           features are), detections (JSON strings where nested)
+           features are), detections, builder ({name, params}), depth (the depth store's
+           backend and params, 2.5D only) (JSON strings where nested)
 
-Edges are not stored: a graph is fully connected, built on read (:func:`complete_edges`).
+Edge indices are not stored: a graph is fully connected, built on read (:func:`complete_edges`);
+the reader hands the edge weights on as PyG ``edge_attr (E, 1)``.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ from pipeline import io
 from pipeline.errors import PipelineError
 from pipeline.hdf5 import open_store
 
-SCHEMA_VERSION = 2  # 2: the features attribute, from the detection store
+SCHEMA_VERSION = 3  # 2: the features attribute, from the detection store; 3: builder, geometry
 NODE_FIELDS = {
     "x": np.float16,
     "box": np.float32,
@@ -47,6 +57,7 @@ NODE_FIELDS = {
     "role": np.int8,
     "slot": np.int8,
 }
+GEOMETRY_FIELDS = ("pos", "distance", "weight")  # the 2.5D builder's, per node / per edge
 SKIPPED_FIELDS = ("clip_id", "split", "reason", "object")
 _STR = h5py.string_dtype()
 
@@ -67,7 +78,8 @@ def write_store(
 
     Args:
         graphs: per graph ``clip_id``, ``split``, ``label`` (slot label ids) and the
-            ``NODE_FIELDS`` arrays, one row per node.
+            ``NODE_FIELDS`` arrays, one row per node; with a 2.5D builder also ``pos (n, 3)``,
+            ``distance`` and ``weight`` ``(n (n - 1),)`` (all graphs or none).
         skipped: per skipped clip ``clip_id``, ``split``, ``reason``, ``object``.
         attrs: provenance, with ``label_names`` and ``features`` (what the node features are:
             ``{"kind": "box_head" | "rgb_crop", "dim", ["crop"]}``); dicts and lists are stored
@@ -92,6 +104,8 @@ def write_store(
         f.create_dataset("graphs/split", data=[g["split"] for g in graphs], dtype=_STR)
         f.create_dataset("graphs/offset", data=offset)
         f.create_dataset("graphs/label", data=label)
+        if graphs and "weight" in graphs[0]:
+            _write_geometry(f, graphs)
         skipped = sorted(skipped, key=lambda s: s["clip_id"])
         for key in SKIPPED_FIELDS:
             f.create_dataset(f"skipped/{key}", data=[s[key] for s in skipped], dtype=_STR)
@@ -102,6 +116,17 @@ def write_store(
             f.attrs[key] = (
                 json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
             )
+
+
+def _write_geometry(f: h5py.File, graphs: list[dict[str, Any]]) -> None:
+    """The 2.5D builder's node positions and edge distances and weights."""
+    f.create_dataset("nodes/pos", data=np.concatenate([g["pos"] for g in graphs]), dtype="f4")
+    for name in ("distance", "weight"):
+        f.create_dataset(
+            f"edges/{name}", data=np.concatenate([g[name] for g in graphs]), dtype="f4"
+        )
+    sizes = [len(g["weight"]) for g in graphs]
+    f.create_dataset("graphs/edge_offset", data=np.concatenate([[0], np.cumsum(sizes)]))
 
 
 def complete_edges(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -129,6 +154,17 @@ class GraphStore:
             # all but the features are a few bytes per node: keep them in memory, so a random
             # graph costs one HDF5 read
             self.small = {k: f[f"nodes/{k}"][()] for k in NODE_FIELDS if k != "x"}
+            # the 2.5D builder's geometry: a few bytes per node and edge, kept in memory too
+            self.geometry = (
+                {
+                    "pos": f["nodes/pos"][()],
+                    "distance": f["edges/distance"][()],
+                    "weight": f["edges/weight"][()],
+                    "edge_offset": f["graphs/edge_offset"][()],
+                }
+                if "edges" in f
+                else None
+            )
             columns = [[s.decode() for s in f[f"skipped/{k}"][()]] for k in SKIPPED_FIELDS]
             self.skipped = [
                 dict(zip(SKIPPED_FIELDS, row, strict=True)) for row in zip(*columns, strict=True)
@@ -147,6 +183,11 @@ class GraphStore:
         features = self.attrs["features"]
         return int(features["crop"]) if features["kind"] == "rgb_crop" else 0
 
+    @property
+    def edge_dim(self) -> int:
+        """Edge attributes per edge: 1 (the 2.5D builder's weights) or 0."""
+        return 0 if self.geometry is None else 1
+
     def __len__(self) -> int:
         return len(self.clip_ids)
 
@@ -158,7 +199,8 @@ class GraphStore:
         return [c for c, s in zip(self.clip_ids, self.splits, strict=True) if split in (None, s)]
 
     def read(self, clip_id: str) -> dict[str, np.ndarray]:
-        """One graph's node arrays (``NODE_FIELDS``) and its slot ``label (N,)``."""
+        """One graph's node arrays (``NODE_FIELDS``), its slot ``label (N,)`` and, from a 2.5D
+        builder's store, ``pos (n, 3)`` and the edges' ``distance`` and ``weight``."""
         if clip_id not in self.index:
             raise KeyError(f"{clip_id} has no graph in {self.path}")
         if self._file is None:
@@ -168,16 +210,28 @@ class GraphStore:
         out = {"x": self._file["nodes/x"][lo:hi]}
         out.update({name: arr[lo:hi] for name, arr in self.small.items()})
         out["label"] = self.labels[g]
+        if self.geometry is not None:
+            out["pos"] = self.geometry["pos"][lo:hi]
+            e0, e1 = self.geometry["edge_offset"][g : g + 2]
+            out["distance"] = self.geometry["distance"][e0:e1]
+            out["weight"] = self.geometry["weight"][e0:e1]
         return out
 
     def data(self, clip_id: str):
         """One graph as a ``torch_geometric.data.Data``: ``x (n, D)`` float32, ``edge_index``
         (complete), ``box``, ``frame``, ``time``, ``score``, ``role``, ``slot`` per node, and
-        ``y (1, N)`` slot labels, ``clip_id``."""
+        ``y (1, N)`` slot labels, ``clip_id``; from a 2.5D builder's store also ``pos (n, 3)``
+        and ``edge_attr (E, 1)``, the edge weights."""
         from torch_geometric.data import Data  # slow import: only where graphs are used
 
         a = self.read(clip_id)
         n = len(a["role"])
+        extra = {}
+        if "weight" in a:
+            extra = {
+                "pos": torch.from_numpy(a["pos"]),
+                "edge_attr": torch.from_numpy(a["weight"])[:, None],
+            }
         return Data(
             x=torch.from_numpy(a["x"].astype(np.float32)),
             edge_index=complete_edges(n),
@@ -190,6 +244,7 @@ class GraphStore:
             y=torch.from_numpy(a["label"].astype(np.int64))[None],
             clip_id=clip_id,
             num_nodes=n,
+            **extra,
         )
 
     def batch(self, clip_ids: list[str]):

@@ -105,6 +105,8 @@ class AVSGS(Separator):
         aggr, readout, normalize: the recipe's graph and conditioning choices (``docs/model.md``).
         gat, edgeconv, gru, skip, subgraphs: :class:`AVSGSOptions`; with ``subgraphs``, see
             :meth:`subgraph_embeddings`.
+        edge_dim: the graph store's edge attributes (1: ASMP's 2.5D graph, ``graphs.builder
+            asmp25d``, whose Chamfer-RBF weights the GAT reads; 0: none).
 
     Shapes:
         - **input:** ``mix_mag (B, 1, F, T)`` the mixtures' log-frequency magnitudes; a PyG batch
@@ -137,11 +139,12 @@ class AVSGS(Separator):
         gru: bool = True,
         skip: bool = True,
         subgraphs: bool = False,
+        edge_dim: int = 0,
     ):
         super().__init__()
         self.n_outputs = n_slots + 1
         self.encoder = SceneGraphEncoder(
-            node_channels, hidden, hidden, heads, aggr, readout, gat, edgeconv
+            node_channels, hidden, hidden, heads, aggr, readout, gat, edgeconv, edge_dim
         )
         width = self.encoder.out_channels  # eq. 1: zeta
         if subgraphs:  # the principal node's EdgeConv feature, after its sub-graph's readout
@@ -155,7 +158,9 @@ class AVSGS(Separator):
 
     def encode(self, graphs, mixture) -> dict[str, torch.Tensor]:
         """Embeddings ``(G, N + 1, d)`` of a PyG batch of ``G`` graphs."""
-        zeta, nodes = self.encoder.encode(graphs.x, graphs.edge_index, graphs.batch)
+        zeta, nodes = self.encoder.encode(
+            graphs.x, graphs.edge_index, graphs.batch, graphs.edge_attr
+        )
         if not self.conditioner.per_output:  # eq. 1
             return {"embeddings": self.conditioner(zeta)}
         return {"embeddings": self.conditioner(self.subgraph_embeddings(graphs, nodes))}
@@ -270,9 +275,11 @@ def model_config(
     n_classes: int,
     n_slots: int,
     crop_size: int = 0,
+    edge_dim: int = 0,
 ) -> dict[str, Any]:
     """The selected separator's constructor arguments: the graph store's facts (node feature
-    size, classes, slots; ``crop_size``: node features are RGB crops of that side), the size
+    size, classes, slots; ``crop_size``: node features are RGB crops of that side;
+    ``edge_dim``: edge attributes per edge, the 2.5D builder's weights), the size
     preset, the recipe's graph choices, and its own ``model.<name>`` section."""
     from pipeline.separation.step import RECIPES
 
@@ -285,6 +292,7 @@ def model_config(
         "n_classes": n_classes,
         "n_slots": n_slots,
         "crop_size": crop_size,
+        "edge_dim": edge_dim,
         **sizes,
         "aggr": recipe.aggr,
         "readout": recipe.readout,

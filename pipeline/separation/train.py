@@ -223,6 +223,7 @@ def build(
         len(graphs.label_names) + 1,
         int(graphs.attrs["max_principal"]),
         graphs.crop_side,
+        graphs.edge_dim,
     )
     torch.manual_seed(seed)
     model = build_separator(model_params.name, config).to(dev)

@@ -16,7 +16,13 @@ from pipeline.errors import PipelineError
 from pipeline.graphs.build import GraphsParams
 from pipeline.graphs.class_map import ClassMapError, ClassMapParams, resolve
 from pipeline.graphs.run import build_all
-from pipeline.graphs.store import GraphStore, GraphStoreError, complete_edges, write_store
+from pipeline.graphs.store import (
+    SCHEMA_VERSION,
+    GraphStore,
+    GraphStoreError,
+    complete_edges,
+    write_store,
+)
 from pipeline.media import sample_frames, to_tensor
 
 D = 5
@@ -83,6 +89,28 @@ def test_round_trip_into_a_pyg_batch(store_path):
     np.testing.assert_array_equal(again.read("c2")["x"], graphs["c2"]["x"])
 
 
+def test_2_5d_geometry_round_trip_as_edge_attr(store_path, tmp_path):
+    _, graphs = store_path
+    for g in graphs.values():
+        n = len(g["role"])
+        g["pos"] = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+        g["distance"] = np.arange(n * (n - 1), dtype=np.float32)
+        g["weight"] = np.linspace(0, 1, n * (n - 1), dtype=np.float32)
+    attrs = {"label_names": ["a", "b", "c"], "features": {"kind": "box_head", "dim": D}}
+    write_store(tmp_path / "g.h5", list(graphs.values()), [], attrs, D, 2)
+    store = GraphStore(tmp_path / "g.h5")
+    assert store.edge_dim == 1 and GraphStore(store_path[0]).edge_dim == 0
+    for cid, g in graphs.items():
+        got = store.read(cid)
+        for key in ("pos", "distance", "weight"):
+            np.testing.assert_array_equal(got[key], g[key])
+    batch = store.batch(["c1", "c2"])
+    assert batch.edge_attr.shape == (batch.edge_index.shape[1], 1)
+    want = np.concatenate([graphs["c1"]["weight"], graphs["c2"]["weight"]])
+    np.testing.assert_array_equal(batch.edge_attr[:, 0].numpy(), want)
+    assert batch.pos.shape == (8, 3)
+
+
 def test_complete_edges():
     assert complete_edges(3).tolist() == [[0, 0, 1, 1, 2, 2], [1, 2, 0, 2, 0, 1]]
     assert complete_edges(1).shape == (2, 0)
@@ -92,7 +120,9 @@ def test_refusals(store_path, tmp_path):
     path, _ = store_path
     with h5py.File(path, "a") as f:
         f.attrs["schema_version"] = 99
-    with pytest.raises(GraphStoreError, match="schema_version 99, this code reads 2"):
+    with pytest.raises(
+        GraphStoreError, match=f"schema_version 99, this code reads {SCHEMA_VERSION}"
+    ):
         GraphStore(path)
     with pytest.raises(GraphStoreError, match="no graph store here"):
         GraphStore(tmp_path / "none.h5")

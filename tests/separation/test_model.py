@@ -85,6 +85,30 @@ def test_layers_one_by_one():
         SceneGraphEncoder(6, hidden=9, heads=2)
 
 
+def test_the_gat_reads_edge_weights_and_edgeconv_does_not():
+    g = graphs()
+    weights = torch.rand(g.edge_index.shape[1], 1)
+    torch.manual_seed(0)
+    enc = SceneGraphEncoder(6, hidden=8, edge_channels=8, heads=2, edge_dim=1).eval()
+    z = enc(g.x, g.edge_index, g.batch, weights)
+    assert z.shape == (3, 16)
+    assert not torch.allclose(z, enc(g.x, g.edge_index, g.batch, weights.flip(0)))
+    # without the GAT nothing reads the weights: EdgeConv ignores them, as the released code
+    no_gat = SceneGraphEncoder(6, hidden=8, edge_channels=8, heads=2, gat=False, edge_dim=1)
+    torch.testing.assert_close(
+        no_gat(g.x, g.edge_index, g.batch, weights),
+        no_gat(g.x, g.edge_index, g.batch, weights.flip(0)),
+    )
+    with pytest.raises(ValueError, match="reads 1 edge attributes, the graphs have 0"):
+        enc(g.x, g.edge_index, g.batch)
+    # through the whole separator, trained end to end on weighted graphs
+    g.edge_attr = weights
+    model = AVSGS(6, n_classes=3, n_slots=2, edge_dim=1, **TINY)
+    out = model(torch.rand(2, 1, 128, 128), g, torch.tensor([0, 0, 1]))
+    out["masks"].mean().backward()
+    assert model.encoder.gat.lin_edge.weight.grad.abs().sum() > 0
+
+
 def decode_by_concatenation(unet, maps, cond, index):
     """The decoder as the paper draws it: every up-convolution reads the concatenation of its
     input and the encoder's map, gathered for each embedding."""

@@ -37,10 +37,13 @@ class SceneGraphEncoder(nn.Module):
             is a convex combination of its neighbours' messages, so on a fully connected graph
             every node of a graph leaves it nearly the same vector
             (``benchmarks/oversmoothing.py``, ``docs/model.md``).
+        edge_dim: edge attributes the GAT reads (ASMP's 2.5D graph: 1, the Chamfer-RBF
+            weight; its self-loops get weight 1), or 0. EdgeConv never reads them, as in the
+            released code.
 
     Shapes:
         - **input:** node features ``x (|V|, in_channels)``, ``edge_index (2, |E|)``,
-          ``batch (|V|,)``
+          ``batch (|V|,)``, with ``edge_dim`` also ``edge_attr (|E|, edge_dim)``
         - **output:** ``zeta (B, 2 * edge_channels)``
     """
 
@@ -54,6 +57,7 @@ class SceneGraphEncoder(nn.Module):
         readout: Literal["edge", "sum"] = "edge",
         gat: bool = True,
         edgeconv: bool = True,
+        edge_dim: int = 0,
     ):
         super().__init__()
         if hidden % heads:
@@ -68,7 +72,9 @@ class SceneGraphEncoder(nn.Module):
             )
         self.readout_mode = readout
         self.mlp = nn.Sequential(nn.Linear(in_channels, hidden), nn.ReLU())
-        self.gat = GATConv(hidden, hidden // heads, heads=heads) if gat else None
+        self.edge_dim = edge_dim
+        edge_kw = {"edge_dim": edge_dim, "fill_value": 1.0} if edge_dim else {}
+        self.gat = GATConv(hidden, hidden // heads, heads=heads, **edge_kw) if gat else None
         self.edge = (
             EdgeConv(nn.Sequential(nn.Linear(2 * hidden, edge_channels), nn.ReLU()), aggr=aggr)
             if edgeconv
@@ -77,20 +83,36 @@ class SceneGraphEncoder(nn.Module):
         self.out_channels = 2 * edge_channels
 
     def forward(
-        self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        batch: torch.Tensor,
+        edge_attr: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.encode(x, edge_index, batch)[0]
+        return self.encode(x, edge_index, batch, edge_attr)[0]
 
     def encode(
-        self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor
+        self,
+        x: torch.Tensor,
+        edge_index: torch.Tensor,
+        batch: torch.Tensor,
+        edge_attr: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """``zeta (B, out_channels)`` and the node features it is read out from: the GAT's ``h``
         and the EdgeConv's ``g`` ``(|V|, edge_channels)`` (pass them to :meth:`readout` to read
         out any grouping of the nodes)."""
+        if bool(self.edge_dim) != (edge_attr is not None):
+            raise ValueError(
+                f"this encoder reads {self.edge_dim} edge attributes, the graphs have "
+                f"{0 if edge_attr is None else edge_attr.shape[-1]}: the graph store's builder "
+                "and the model's do not match"
+            )
         size = int(batch.max()) + 1 if batch.numel() else 0
         h = self.mlp(x)
         if self.gat is not None:
-            h = torch.relu(self.gat(h, edge_index))
+            h = torch.relu(
+                self.gat(h, edge_index, edge_attr) if self.edge_dim else self.gat(h, edge_index)
+            )
         g = self.edge(h, edge_index) if self.edge is not None else h
         return self.readout((h, g), batch, size), (h, g)
 

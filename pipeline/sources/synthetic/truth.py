@@ -26,14 +26,25 @@ def frame_at(truth, time: float, fps: int) -> int:
     return min(int(round(time * fps)), truth["box"].shape[1] - 1)
 
 
+def object_at(
+    truth, box: np.ndarray, time: float, fps: int, tracks=None, min_iou: float = 0.5
+) -> int | None:
+    """The object (a row of the truth's arrays; of ``tracks`` only, when given) whose true box at
+    ``time`` s overlaps ``box`` (xyxy) most, if by IoU >= ``min_iou``; None otherwise (an object
+    without a box in that frame never matches)."""
+    f = frame_at(truth, time, fps)
+    tracks = np.arange(len(truth["box"])) if tracks is None else np.asarray(tracks)
+    iou = box_iou(np.asarray(box, np.float64)[None], xyxy(truth["box"][tracks, f]))[0]
+    best = int(np.argmax(iou))  # a NaN box: IoU 0
+    return int(tracks[best]) if iou[best] >= min_iou else None
+
+
 def source_at(
     clip: dict[str, Any], truth, box: np.ndarray, time: float, fps: int, min_iou: float = 0.5
 ) -> dict[str, Any] | None:
     """The sounding object (an entry of the clip's ``sources`` in ``world.json``) whose true box
     at ``time`` s overlaps ``box`` (xyxy, e.g. a graph node's) most, if by IoU >= ``min_iou``;
-    None otherwise (an object without a box in that frame never matches)."""
-    f = frame_at(truth, time, fps)
-    true = xyxy(truth["box"][[s["track"] for s in clip["sources"]], f])
-    iou = box_iou(np.asarray(box, np.float64)[None], true)[0]  # a NaN box: IoU 0
-    best = int(np.argmax(iou))
-    return clip["sources"][best] if iou[best] >= min_iou else None
+    None otherwise."""
+    by_track = {s["track"]: s for s in clip["sources"]}
+    track = object_at(truth, box, time, fps, list(by_track), min_iou)
+    return None if track is None else by_track[track]
