@@ -107,9 +107,7 @@ def score(graphs: GraphStore, depth: DepthStore, world: Path, fps: int, geo: Asm
         if len(ours) >= 3:
             per_graph.append(spearman(np.array(ours), np.array(theirs)))
         for i in range(n):
-            others = [
-                j for j in range(n) if j != i and objects[j] not in (None, objects[i])
-            ]
+            others = [j for j in range(n) if j != i and objects[j] not in (None, objects[i])]
             if objects[i] is None or len(others) < 2:
                 continue
             true_d = [np.linalg.norm(centres[i] - centres[j]) for j in others]

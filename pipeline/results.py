@@ -3,7 +3,8 @@
 Every committed run and every finished experiment derived from it that has
 ``metrics/evaluate.json`` becomes one row (a run listed twice, e.g. an experiment applied and
 committed, once): the synthetic world's flavour, the separator (``model.name``), the visual front
-end (``detect.backend`` where the params have it), the preset, steps, batch size and weight
+end (``detect.backend`` where the params have it), the graph builder (``graphs.builder``;
+``avsgs`` for runs made before it existed), the preset, steps, batch size and weight
 decay, the test SDR / SIR / SAR / SDRi, the SDR of separating the sources inside one clip (the
 synthetic world's ``sdr_within_clip``) and inside the clips whose two sources share a class
 (``one class``: the scenes world, where only their partners tell them apart), the training
@@ -44,6 +45,7 @@ COLUMNS = [
     ("world", "source.synthetic.flavour", None),
     ("model", "model.name", None),
     ("front end", "detect.backend", None),
+    ("graph", "graphs.builder", None),
     ("preset", "model.preset", None),
     ("steps", "train.steps", None),
     ("batch", "train.batch_size", None),
@@ -62,6 +64,7 @@ PARAMS = (
     "source.synthetic.flavour",
     "model.name",
     "detect.backend",
+    "graphs.builder",
     "model.preset",
     "train.steps",
     "train.batch_size",
@@ -79,6 +82,8 @@ SCORES = (
     "n_pairs",
 )
 TRAINING = ("minutes", "parameters")
+# params a run made before they existed did not have: what it used (the only graph there was)
+BEFORE = {"graphs.builder": "avsgs"}
 
 
 def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -102,7 +107,7 @@ def _row(state: dict[str, Any], label: str) -> dict[str, Any] | None:
     return {
         "run": label,
         "rev": data.get("rev", state.get("rev")),
-        **{k: params.get(k) for k in PARAMS},
+        **{k: params.get(k, BEFORE.get(k)) for k in PARAMS},
         **{k: evaluate.get(k) for k in SCORES},
         **{k: train.get(k) for k in TRAINING},
     }
