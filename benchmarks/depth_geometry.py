@@ -46,7 +46,7 @@ from pipeline.download.store import read_status
 from pipeline.graphs.geometry import Asmp25dParams, focal, graph_geometry
 from pipeline.graphs.store import GraphStore
 from pipeline.params import parse
-from pipeline.sources.synthetic.truth import frame_at, object_at
+from pipeline.scenes_truth import frame_at, object_at
 
 ASIW_CLIPS = 7207 + 147 + 322  # AVSGS's train / val / test lists
 

@@ -53,9 +53,9 @@ from pipeline.graphs.build import box_iou
 from pipeline.graphs.roles import Role
 from pipeline.graphs.store import GraphStore
 from pipeline.motion import STATIC_D
+from pipeline.scenes_truth import frame_at, source_at, xyxy
 from pipeline.sources.synthetic.audio import render_stem
 from pipeline.sources.synthetic.classes import FLAVOURS
-from pipeline.sources.synthetic.truth import frame_at, source_at, xyxy
 
 SR = 11025
 N_FFT, HOP = 1022, 256

@@ -31,10 +31,10 @@ import torch
 from pipeline.evaluation.run import clip_estimates, si_sdr
 from pipeline.graphs.roles import Role
 from pipeline.graphs.store import GraphStore
+from pipeline.scenes_truth import source_at
 from pipeline.separation.model import load_separator
 from pipeline.separation.spectrogram import SpecConfig
 from pipeline.separation.step import RECIPES
-from pipeline.sources.synthetic.truth import source_at
 
 
 def slot_sources(graph: dict, clip: dict, truth, fps: int) -> dict[int, int] | None:

@@ -40,15 +40,20 @@ DIRECTIONS_26 = np.array(
 )  # fmt: skip
 
 
-def is_static(disp: np.ndarray) -> np.ndarray:
+def is_static(
+    disp: np.ndarray, static_uv: float = STATIC_UV, static_d: float = STATIC_D
+) -> np.ndarray:
     """Whether each displacement ``(..., 3)`` is below every threshold."""
     disp = np.asarray(disp, dtype=np.float64)
-    return (np.abs(disp[..., :2]) < STATIC_UV).all(-1) & (np.abs(disp[..., 2]) < STATIC_D)
+    return (np.abs(disp[..., :2]) < static_uv).all(-1) & (np.abs(disp[..., 2]) < static_d)
 
 
-def direction_class(disp: np.ndarray, scheme: int = 28) -> np.ndarray:
+def direction_class(
+    disp: np.ndarray, scheme: int = 28, static_uv: float = STATIC_UV, static_d: float = STATIC_D
+) -> np.ndarray:
     """The class ``(...,)`` int64 of each displacement ``(..., 3)`` in the 8-, 10- or 28-class
-    scheme (see the module)."""
+    scheme (see the module), static below ``static_uv`` / ``static_d`` (the released code's
+    thresholds by default)."""
     if scheme not in SCHEMES:
         raise ValueError(f"direction scheme must be one of {SCHEMES}, got {scheme}")
     disp = np.asarray(disp, dtype=np.float64)
@@ -62,4 +67,4 @@ def direction_class(disp: np.ndarray, scheme: int = 28) -> np.ndarray:
         moving = 1 + np.argmax((signs[..., None, :] == OCTANTS).all(-1), axis=-1)
         if scheme == 8:
             return (moving - 1).astype(np.int64)
-    return np.where(is_static(disp), 0, moving).astype(np.int64)
+    return np.where(is_static(disp, static_uv, static_d), 0, moving).astype(np.int64)

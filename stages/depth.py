@@ -13,7 +13,13 @@ from pipeline.download.store import read_status
 from pipeline.errors import PipelineError
 from pipeline.graphs.build import BUILDERS, READS_DEPTH
 
-PARAMS = {"base.seed": int, "base.device": str, "depth": DepthParams, "graphs.builder": str}
+PARAMS = {
+    "base.seed": int,
+    "base.device": str,
+    "depth": DepthParams,
+    "graphs.builder": str,
+    "graphs.motion.labels": str,
+}
 
 
 def add_args(parser):
@@ -38,7 +44,13 @@ def body(params, args):
         params["depth"],
         args.out,
         args.parts,
-        needed_by=builder if builder in READS_DEPTH else None,
+        needed_by=(
+            f"graphs.builder {builder}"
+            if builder in READS_DEPTH
+            else "graphs.motion.labels derived"
+            if params["graphs.motion.labels"] == "derived"
+            else None
+        ),
         seed=params["base.seed"],
         device=params["base.device"],
     )

@@ -22,6 +22,7 @@ def add_args(parser):
     parser.add_argument("--media", help="the downloaded media folder (background: random_crop)")
     parser.add_argument("--cache", help="background-crop features (persistent, resumable)")
     parser.add_argument("--depth", help="the depth store (.zarr; graphs.builder asmp25d)")
+    parser.add_argument("--source", help="the source folder (graphs.motion.labels truth)")
     parser.add_argument("--out", required=True, help="the graph store (.h5)")
     parser.add_argument("--metrics", required=True, help="the graphs metrics (JSON)")
     parser.add_argument("--sizes", required=True, help="histogram of graph sizes (CSV plot)")
@@ -39,6 +40,7 @@ def body(params, args):
         media_dir=args.media,
         cache_dir=args.cache,
         depth=args.depth,
+        source=args.source,
         device=params["base.device"],
     )
     io.write_json(args.metrics, metrics)

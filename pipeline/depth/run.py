@@ -81,11 +81,12 @@ def depth_all(
     seed: int,
     device: str = "auto",
 ) -> dict[str, Any]:
-    """Make the depth store; returns the metrics. ``needed_by``: the graph builder that reads
-    depth, or None (then the store says no depth was made and nothing is read)."""
+    """Make the depth store; returns the metrics. ``needed_by``: what reads the depth (the
+    graph builder, the motion labels), or None (then the store says no depth was made and
+    nothing is read)."""
     Path(parts_dir).mkdir(parents=True, exist_ok=True)
     if needed_by is None:
-        write_unused(out, "graphs.builder reads no depth")
+        write_unused(out, "neither graphs.builder nor graphs.motion.labels reads depth")
         return {"used": False}
     torch.set_num_threads(params.threads)
     store = DetectionStore(detections)

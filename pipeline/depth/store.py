@@ -11,8 +11,8 @@ detections store's), ``K`` box slots, maps of ``S x S`` over the canonical frame
            disparity), params, frame_size (canonical px), detections (detector sha256, params),
            skipped (clip id -> why it has no depth)
 
-A store with ``used: false`` holds no clip and no array: the graph builder in use reads no depth
-(``graphs.builder: avsgs``), and ``reason`` says so.
+A store with ``used: false`` holds no clip and no array: nothing reads depth (``graphs.builder:
+avsgs`` and ``graphs.motion.labels`` not ``derived``), and ``reason`` says so.
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class DepthStore(zarr_store.ClipStore):
         if not self.attrs.get("used"):
             raise DepthStoreError(
                 f"{self.path} holds no depth ({self.attrs.get('reason')}); it is made by "
-                "`dvc repro depth` when graphs.builder reads depth (asmp25d)"
+                "`dvc repro depth` when graphs.builder (asmp25d) or graphs.motion.labels "
+                "(derived) reads depth"
             )
 
     @property

@@ -35,6 +35,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from pipeline.graphs.geometry import Asmp25dParams
+from pipeline.graphs.motion_labels import MotionParams
 from pipeline.graphs.roles import Role
 
 # graph builders: ``avsgs`` (the nodes and a complete graph, as the paper) and ``asmp25d`` (the
@@ -63,6 +64,8 @@ class GraphsParams:
             weighted by how near its two objects are in 3D (the depth stage's store;
             :mod:`pipeline.graphs.geometry`); its settings are ``asmp25d``.
         asmp25d: the 2.5D graph's geometry.
+        motion: each principal object's direction-of-motion labels per 1 s window
+            (:mod:`pipeline.graphs.motion_labels`).
     """
 
     max_principal: int
@@ -75,6 +78,7 @@ class GraphsParams:
     threads: int
     builder: Literal["avsgs", "asmp25d"] = "avsgs"
     asmp25d: Asmp25dParams = Asmp25dParams()
+    motion: MotionParams = MotionParams()
 
     def __post_init__(self) -> None:
         if self.max_principal < 1 or self.max_context < 0 or self.threads < 1:

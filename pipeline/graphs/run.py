@@ -42,6 +42,7 @@ from pipeline.graphs.build import (
 )
 from pipeline.graphs.class_map import ClassMapParams, resolve
 from pipeline.graphs.geometry import graph_geometry
+from pipeline.graphs.motion_labels import classes, derived_displacements, track
 from pipeline.graphs.roles import NAMES as ROLE_NAMES
 from pipeline.graphs.roles import Role
 from pipeline.graphs.store import write_store
@@ -151,10 +152,13 @@ def _warn_unmapped(clip_ids, labels, resolved, map_name: str) -> None:
         )
 
 
-def clip_graph(cid, row, det, ids, params: GraphsParams, embed, depth=None) -> dict[str, Any]:
+def clip_graph(
+    cid, row, det, ids, params: GraphsParams, embed, depth=None, world=None
+) -> dict[str, Any]:
     """One clip's graph (``clip_id``, ``split``, ``objects`` and the node fields), or the record
     of why it has none (``clip_id``, ``split``, ``reason``, ``object``). ``depth``: the depth
-    store with the ``asmp25d`` builder (the graph gains its geometry), else None."""
+    store, when the builder (``asmp25d``: the graph gains its geometry) or the motion labels
+    (``derived``) read it; ``world``: the scenes world (:class:`World`) for ``truth`` labels."""
     built = build_graph(det, row["principal_objects"], ids, params)
     if isinstance(built, Skip):
         return {"clip_id": cid, "split": row["split"], **built._asdict()}
@@ -173,23 +177,76 @@ def clip_graph(cid, row, det, ids, params: GraphsParams, embed, depth=None) -> d
             "score": det["scores"][t, k],
         }
     nodes = nodes_of(det, built, background)
-    if depth is not None:
-        maps = depth.read(cid)["depth"] if cid in depth else None
+    stored = depth.read(cid) if depth is not None and cid in depth else None
+    if params.builder in READS_DEPTH:
+        maps = None if stored is None else stored["depth"]
         nodes.update(
             graph_geometry(nodes["box"], nodes["frame"], maps, depth.frame_size, params.asmp25d)
         )
-    return {
-        "clip_id": cid,
-        "split": row["split"],
-        "objects": row["principal_objects"][: params.max_principal],
-        **nodes,
-    }
+    objects = row["principal_objects"][: params.max_principal]
+    if params.motion.labels != "none":
+        nodes.update(slot_motion(cid, det, built, objects, ids, params, stored, depth, world))
+    return {"clip_id": cid, "split": row["split"], "objects": objects, **nodes}
+
+
+class World:
+    """The scenes world's ground truth, for ``graphs.motion.labels: truth``."""
+
+    def __init__(self, source: str | Path | None):
+        meta = Path(source or "") / "meta.json"
+        if source is None or not meta.is_file():
+            raise PipelineError(
+                "graphs.motion.labels truth needs the synthetic scenes world (--source with "
+                "meta.json); use labels: derived for other sources"
+            )
+        params = json.loads(meta.read_text())["params"]
+        if params.get("flavour") != "scenes":
+            raise PipelineError(
+                f"graphs.motion.labels truth needs the scenes world, the source is "
+                f"{params.get('flavour') or 'not synthetic'}: use labels: derived"
+            )
+        self.dir, self.fps = Path(source), int(params["fps"])
+        world = json.loads((self.dir / "world.json").read_text())
+        self.clips = {c["clip_id"]: c for c in world["clips"]}
+
+    def displacements(self, cid: str, box: np.ndarray, time: float) -> np.ndarray | None:
+        """The true ``(W, 3)`` displacements of the sounding object ``box`` shows, or None."""
+        from pipeline.scenes_truth import source_at
+
+        path = self.dir / "truth" / f"{cid}.npz"
+        if cid not in self.clips or not path.is_file():
+            return None
+        with np.load(path) as z:
+            truth = {k: z[k] for k in ("box", "displacement")}
+        source = source_at(self.clips[cid], truth, box, time, self.fps)
+        return None if source is None else truth["displacement"][source["track"]]
+
+
+def slot_motion(cid, det, built, objects, ids, params, stored, depth, world) -> dict:
+    """Each slot's ``displacement (N, W, 3)`` and ``direction10`` / ``direction28`` ``(N, W)``
+    (:mod:`pipeline.graphs.motion_labels`; NaN / -1 where unknown)."""
+    n_windows = int(np.floor(float(det["times"][-1]))) + 1
+    disp = np.full((len(objects), n_windows, 3), np.nan)
+    principal = np.flatnonzero(built["role"] == Role.PRINCIPAL)
+    for s, i in enumerate(principal):
+        t, k = int(built["frame"][i]), int(built["box_index"][i])
+        if params.motion.labels == "truth":
+            true = world.displacements(cid, det["boxes"][t, k], float(det["times"][t]))
+            if true is not None:
+                w = min(n_windows, len(true))
+                disp[s, :w] = true[:w]
+            continue
+        tracked = track(det, t, k, ids[objects[s]], params.motion.track_iou)
+        box_depth = None if stored is None else stored["box_depth"]
+        disp[s] = derived_displacements(det, tracked, box_depth, depth.frame_size, n_windows)
+    return {"displacement": disp.astype(np.float32), **classes(disp, params.motion)}
 
 
 def open_depth(path: str | Path | None, store: DetectionStore) -> DepthStore:
-    """The depth store for the 2.5D builder, checked to be of these detections."""
+    """The depth store (for the 2.5D builder or derived motion labels), checked to be of these
+    detections."""
     if path is None:
-        raise PipelineError("graphs.builder asmp25d needs the depth store (--depth)")
+        raise PipelineError("graphs.builder asmp25d and motion.labels derived need --depth")
     depth = DepthStore(path)
     made_from = depth.attrs["detections"]
     here = {"detector": store.attrs["detector"], "params": store.attrs["params"]}
@@ -212,13 +269,15 @@ def build_all(
     media_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,
     depth: str | Path | None = None,
+    source: str | Path | None = None,
     device: str = "auto",
 ) -> tuple[dict[str, Any], list[dict[str, int]]]:
     """Build and write the graph store; returns the metrics and the graph-size histogram rows.
 
     ``status``: the download stage's rows (clip id, split, principal objects of every clip).
     ``detector``, ``media_dir`` and ``cache_dir`` are needed for ``background: random_crop``;
-    ``depth`` (the depth store) is needed for ``builder: asmp25d``; ``device`` is
+    ``depth`` (the depth store) is needed for ``builder: asmp25d`` and ``motion.labels:
+    derived``, ``source`` (the scenes world) for ``motion.labels: truth``; ``device`` is
     ``base.device``.
     """
     torch.set_num_threads(params.threads)
@@ -240,11 +299,13 @@ def build_all(
         embed = CropEmbedder(
             detector, store, media_dir, cache_dir, params, seed, resolve_device(device)
         )
-    depth_store = open_depth(depth, store) if params.builder in READS_DEPTH else None
+    reads_depth = params.builder in READS_DEPTH or params.motion.labels == "derived"
+    depth_store = open_depth(depth, store) if reads_depth else None
+    world = World(source) if params.motion.labels == "truth" else None
     graphs, skipped = [], []
     for cid in tqdm(store.clip_ids, desc="graphs", unit="clip", mininterval=2):
         graph = clip_graph(
-            cid, labels[cid], store.read(cid), resolved["ids"], params, embed, depth_store
+            cid, labels[cid], store.read(cid), resolved["ids"], params, embed, depth_store, world
         )
         (skipped if "reason" in graph else graphs).append(graph)
     if not graphs:
@@ -276,13 +337,16 @@ def build_all(
                 if depth_store is not None
                 else {}
             ),
+            "motion": dataclasses.asdict(params.motion),
         },
         feature_dim=store.group["features"].shape[-1],
         max_principal=params.max_principal,
     )
     metrics, sizes = summarize(graphs, skipped, len(store.clip_ids))
-    if depth_store is not None:
+    if params.builder in READS_DEPTH:
         metrics["geometry"] = geometry_summary(graphs, depth_store)
+    if params.motion.labels != "none":
+        metrics["motion"] = motion_summary(graphs)
     log.info(
         "graphs: %d graphs, %d clips skipped (%s)",
         len(graphs),
@@ -309,6 +373,20 @@ def geometry_summary(graphs: list[dict[str, Any]], depth: DepthStore) -> dict[st
         "edges_with_distance": round(float(known.mean()), 4) if len(known) else 0.0,
         "weight_mean": round(float(weight.mean()), 4) if len(weight) else 0.0,
         "weight_median": round(float(np.median(weight)), 4) if len(weight) else 0.0,
+    }
+
+
+def motion_summary(graphs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The labels' ``motion`` metrics: windows of real slots with a label, and the share of
+    each 10-class label among them."""
+    d10 = np.concatenate([g["direction10"].ravel() for g in graphs])
+    known = d10[d10 >= 0]
+    shares = np.bincount(known, minlength=10) / max(len(known), 1)
+    return {
+        "windows": int(len(d10)),
+        "labelled": round(float(len(known) / max(len(d10), 1)), 4),
+        "static": round(float(shares[0]), 4),
+        "direction10_shares": [round(float(x), 4) for x in shares[:9]],
     }
 
 

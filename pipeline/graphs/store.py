@@ -23,6 +23,12 @@ and with a 2.5D builder (attrs ``builder.name`` ``asmp25d``; ``E`` directed edge
     edges/distance   (E,)    float32   Chamfer distance of the two nodes' point sets; NaN unknown
     edges/weight     (E,)    float32   RBF edge weight in [0, 1] (never NaN)
     graphs/edge_offset (G+1,) int64
+
+and with motion labels (attrs ``motion.labels`` ``derived`` or ``truth``; ``W`` 1 s windows)::
+
+    graphs/displacement (G, N, W, 3) float32   each slot's (u, v, d) per window; NaN unknown
+    graphs/direction10  (G, N, W)    int8      ASMP's 10-class direction; -1 unknown / no slot
+    graphs/direction28  (G, N, W)    int8      the 28-class direction; -1 unknown / no slot
     skipped/clip_id, skipped/split, skipped/reason, skipped/object   (S,) str
     attrs: schema_version, feature_dim, max_principal, label_names, roles, background,
            params, class_map, detector, features (the detection store's: what the node
@@ -106,6 +112,8 @@ def write_store(
         f.create_dataset("graphs/label", data=label)
         if graphs and "weight" in graphs[0]:
             _write_geometry(f, graphs)
+        if graphs and "displacement" in graphs[0]:
+            _write_motion(f, graphs, max_principal)
         skipped = sorted(skipped, key=lambda s: s["clip_id"])
         for key in SKIPPED_FIELDS:
             f.create_dataset(f"skipped/{key}", data=[s[key] for s in skipped], dtype=_STR)
@@ -127,6 +135,24 @@ def _write_geometry(f: h5py.File, graphs: list[dict[str, Any]]) -> None:
         )
     sizes = [len(g["weight"]) for g in graphs]
     f.create_dataset("graphs/edge_offset", data=np.concatenate([[0], np.cumsum(sizes)]))
+
+
+MOTION_FIELDS = ("displacement", "direction10", "direction28")
+
+
+def _write_motion(f: h5py.File, graphs: list[dict[str, Any]], max_principal: int) -> None:
+    """Each slot's displacement and direction classes per window, padded to the most windows."""
+    n_windows = max(g["displacement"].shape[1] for g in graphs)
+    disp = np.full((len(graphs), max_principal, n_windows, 3), np.nan, np.float32)
+    cls = {n: np.full(disp.shape[:3], -1, np.int8) for n in MOTION_FIELDS[1:]}
+    for i, g in enumerate(graphs):
+        slots, w = g["displacement"].shape[:2]
+        disp[i, :slots, :w] = g["displacement"]
+        for name, arr in cls.items():
+            arr[i, :slots, :w] = g[name]
+    f.create_dataset("graphs/displacement", data=disp)
+    for name, arr in cls.items():
+        f.create_dataset(f"graphs/{name}", data=arr)
 
 
 def complete_edges(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -165,6 +191,11 @@ class GraphStore:
                 if "edges" in f
                 else None
             )
+            self.motion = (
+                {k: f[f"graphs/{k}"][()] for k in MOTION_FIELDS}
+                if "graphs/displacement" in f
+                else None
+            )
             columns = [[s.decode() for s in f[f"skipped/{k}"][()]] for k in SKIPPED_FIELDS]
             self.skipped = [
                 dict(zip(SKIPPED_FIELDS, row, strict=True)) for row in zip(*columns, strict=True)
@@ -199,8 +230,10 @@ class GraphStore:
         return [c for c, s in zip(self.clip_ids, self.splits, strict=True) if split in (None, s)]
 
     def read(self, clip_id: str) -> dict[str, np.ndarray]:
-        """One graph's node arrays (``NODE_FIELDS``), its slot ``label (N,)`` and, from a 2.5D
-        builder's store, ``pos (n, 3)`` and the edges' ``distance`` and ``weight``."""
+        """One graph's node arrays (``NODE_FIELDS``), its slot ``label (N,)``; from a 2.5D
+        builder's store ``pos (n, 3)`` and the edges' ``distance`` and ``weight``; with motion
+        labels each slot's ``displacement (N, W, 3)``, ``direction10`` and ``direction28``
+        ``(N, W)``."""
         if clip_id not in self.index:
             raise KeyError(f"{clip_id} has no graph in {self.path}")
         if self._file is None:
@@ -210,6 +243,8 @@ class GraphStore:
         out = {"x": self._file["nodes/x"][lo:hi]}
         out.update({name: arr[lo:hi] for name, arr in self.small.items()})
         out["label"] = self.labels[g]
+        if self.motion is not None:
+            out.update({k: v[g] for k, v in self.motion.items()})
         if self.geometry is not None:
             out["pos"] = self.geometry["pos"][lo:hi]
             e0, e1 = self.geometry["edge_offset"][g : g + 2]

@@ -213,3 +213,86 @@ def test_midas_offline_says_which_files_go_where(scenes, tmp_path, monkeypatch):
     assert str(hub / "intel-isl_MiDaS_master") in msg
     assert "model-small-70d6b9c8.pt" in msg and str(hub / "checkpoints") in msg
     assert not (scenes["root"] / "mi.zarr").exists()
+
+
+def truth_detections(scenes, path):
+    """A detections store whose boxes are the world's true boxes (a perfect detector), classes
+    by name, so that tracks and labels can be checked against the truth."""
+    from pipeline.detection.store import build_store, clip_key, write_part
+    from pipeline.scenes_truth import frame_at, xyxy
+
+    world = json.loads((scenes["source"] / "world.json").read_text())
+    names = sorted({t["class"] for c in world["clips"] for t in c["tracks"]})
+    keys = {}
+    for clip in world["clips"]:
+        with np.load(scenes["source"] / "truth" / f"{clip['clip_id']}.npz") as z:
+            truth = {k: z[k] for k in ("box",)}
+        times = np.arange(int(WORLD.seconds * 2)) / 2.0
+        part = {
+            "boxes": np.zeros((len(times), 12, 4), np.float32),
+            "scores": np.zeros((len(times), 12), np.float32),
+            "labels": np.full((len(times), 12), -1, np.int16),
+            "features": np.zeros((len(times), 12, 4), np.float16),
+            "counts": np.zeros(len(times), np.int16),
+            "times": times.astype(np.float32),
+        }
+        for t, time in enumerate(times):
+            boxes = xyxy(truth["box"][:, frame_at(truth, time, WORLD.fps)])
+            seen = [k for k in range(len(boxes)) if np.isfinite(boxes[k]).all()]
+            for j, k in enumerate(seen):
+                part["boxes"][t, j] = boxes[k]
+                part["scores"][t, j] = 1.0
+                part["labels"][t, j] = names.index(clip["tracks"][k]["class"])
+            part["counts"][t] = len(seen)
+        keys[clip["clip_id"]] = clip_key("truth", "-")
+        write_part(path / "parts", clip["clip_id"], part, keys[clip["clip_id"]])
+    ids = sorted(keys)
+    attrs = {
+        "class_names": names,
+        "detector": {"sha256": "truth"},
+        "features": {"kind": "box_head", "dim": 4},
+        "params": {"fps": 2.0},
+        "skipped": {},
+    }
+    build_store(path / "d.zarr", path / "parts", ids, keys, attrs, len(times), 12, 4)
+    return path / "d.zarr", {n: [n] for n in names}
+
+
+def test_motion_labels_derived_from_tracks_and_depth_agree_with_the_truth(scenes, tmp_path):
+    from pipeline.graphs.motion_labels import MotionParams
+
+    det, class_map = truth_detections(scenes, tmp_path)
+    rows = scenes["rows"]
+    depth_all(
+        rows, det, scenes["media"], scenes["source"], PARAMS, tmp_path / "depth.zarr",
+        tmp_path / "dparts", needed_by="graphs.motion.labels derived", seed=0, device="cpu",
+    )  # fmt: skip
+    cmap = ClassMapParams("synthetic", class_map, {}, {})
+    stores = {}
+    for labels in ("truth", "derived"):
+        params = dataclasses.replace(
+            GRAPHS, builder="avsgs", motion=MotionParams(labels=labels), min_score=0.5
+        )
+        metrics, _ = build_all(
+            det, rows, params, cmap, tmp_path / f"{labels}.h5", seed=0,
+            depth=tmp_path / "depth.zarr", source=scenes["source"],
+        )  # fmt: skip
+        assert metrics["motion"]["labelled"] > 0.5
+        stores[labels] = GraphStore(tmp_path / f"{labels}.h5")
+    world = json.loads((scenes["source"] / "world.json").read_text())
+    sources = {c["clip_id"]: c["sources"] for c in world["clips"]}
+    agree = total = 0
+    for cid in stores["truth"].clip_ids:
+        true, ours = stores["truth"].read(cid), stores["derived"].read(cid)
+        assert true["direction10"].shape == (2, 2) == ours["direction28"].shape  # 2 slots, 2 s
+        for s, label in enumerate(true["label"]):
+            if label < 0:
+                assert (true["direction10"][s] == -1).all()  # an empty slot has no label
+                continue
+            # a slot's truth label is its sounding object's, as the world says
+            want = [src["direction10"] for src in sources[cid]]
+            assert true["direction10"][s].tolist() in want
+            known = ours["direction10"][s] >= 0
+            agree += int((ours["direction10"][s][known] == true["direction10"][s][known]).sum())
+            total += int(known.sum())
+    assert total >= 6 and agree / total >= 0.5  # chance: about 1 in 9

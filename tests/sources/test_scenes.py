@@ -13,6 +13,7 @@ from pipeline.graphs.build import box_iou
 from pipeline.labels.dictionary import load_dictionary
 from pipeline.labels.mine import LabelsParams, mine_labels
 from pipeline.params import BaseParams, ParamsError, parse
+from pipeline.scenes_truth import source_at, xyxy
 from pipeline.sources.synthetic import download_synthetic, prepare_synthetic
 from pipeline.sources.synthetic.classes import PARTNERS, PERFORMERS, Look
 from pipeline.sources.synthetic.scenes import (
@@ -24,7 +25,6 @@ from pipeline.sources.synthetic.scenes import (
     distance_effects,
     render_frames,
 )
-from pipeline.sources.synthetic.truth import source_at, xyxy
 from pipeline.sources.synthetic.world import SyntheticParams, detector_classes
 from tests.conftest import tiny_world
 

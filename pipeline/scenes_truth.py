@@ -1,9 +1,9 @@
 """Reading the ``scenes`` world's ground truth (``truth/<clip_id>.npz``, written by
 :func:`pipeline.sources.synthetic.scenes.write_truth`; ``docs/data-formats.md``) against what the
-pipeline made of a clip: which sounding object a box (a graph node's) shows.
+pipeline made of a clip: which object, or which sounding object, a box (a graph node's) shows.
 
-Not imported by the ``source`` stage, so a change to the graph code it uses does not regenerate
-the world.
+Outside ``pipeline/sources`` (which the ``source`` stage depends on as a whole), so the graphs
+stage and the benchmarks can read the truth without a change here regenerating the world.
 """
 
 from __future__ import annotations
