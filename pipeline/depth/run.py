@@ -2,9 +2,9 @@
 registered into one relative depth per clip, into the depth store.
 
 The backend's raw maps are saved per clip in a persistent parts folder, keyed by the backend, the
-map size and the clip's input (video or rendered depth) bytes, so a killed run resumes and a new
-detector (new boxes, so a new registration) does not run the network again: registration and the
-per-box depths are made from the parts when the store is written.
+map size, the sampled frames' rate and the clip's input (video or rendered depth) bytes, so a
+killed run resumes and a new detector (new boxes, so a new registration) does not run the network
+again: registration and the per-box depths are made from the parts when the store is written.
 
 Only a graph builder that reads depth (``asmp25d``) needs the stage; with ``avsgs`` it writes a
 store that says so and reads nothing.
@@ -113,7 +113,8 @@ def depth_all(
             given = backend.input_file(cid, video)
             if not given.is_file():
                 raise NoDepth(f"{given} is missing")
-            key = parts.key_of(run=run_key, input=io.sha256_file(given), canvas=canvas)
+            # the frames are detect's: its fps decides which (and how many) a part holds
+            key = parts.key_of(run=run_key, input=io.sha256_file(given), canvas=canvas, fps=fps)
             if parts.read(parts_dir, cid, key, ("maps",)) is None:
                 times = store.read(cid)["times"]
                 maps = backend.maps(cid, video, times, params.size, canvas)

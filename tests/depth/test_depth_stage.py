@@ -98,6 +98,17 @@ def test_oracle_depth_store_skips_resumes_and_feeds_the_2_5d_graphs(scenes, tmp_
     # a rerun reads the parts: nothing is computed again
     again = run_depth(scenes, "o2.zarr", source=source, parts=tmp_path / "parts")
     assert again["computed"] == 0 and again["clips"] == metrics["clips"]
+    # ... unless detect sampled other frames: a part holds the frames of one rate
+    other_fps = tmp_path / "fps.zarr"
+    shutil.copytree(scenes["det"], other_fps)
+    meta = json.loads((other_fps / "zarr.json").read_text())
+    meta["attributes"]["params"]["fps"] = 4.0
+    (other_fps / "zarr.json").write_text(json.dumps(meta))
+    moved = depth_all(
+        scenes["rows"], other_fps, scenes["media"], source, PARAMS, tmp_path / "f.zarr",
+        tmp_path / "parts", needed_by="asmp25d", seed=0, device="cpu",
+    )  # fmt: skip
+    assert moved["computed"] == metrics["clips"]
     # the 2.5D graphs: positions and weights, and weight 1 where the clip has no depth
     manifest = scenes["rows"]
     out = tmp_path / "g.h5"
