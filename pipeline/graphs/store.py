@@ -256,17 +256,20 @@ class GraphStore:
         """One graph as a ``torch_geometric.data.Data``: ``x (n, D)`` float32, ``edge_index``
         (complete), ``box``, ``frame``, ``time``, ``score``, ``role``, ``slot`` per node, and
         ``y (1, N)`` slot labels, ``clip_id``; from a 2.5D builder's store also ``pos (n, 3)``
-        and ``edge_attr (E, 1)``, the edge weights."""
+        and ``edge_attr (E, 1)``, the edge weights; with motion labels ``direction10`` and
+        ``direction28`` ``(1, N, W)``."""
         from torch_geometric.data import Data  # slow import: only where graphs are used
 
         a = self.read(clip_id)
         n = len(a["role"])
         extra = {}
+        if "direction10" in a:  # (1, N, W): a batch stacks them (G, N, W)
+            for scheme in (10, 28):
+                labels = a[f"direction{scheme}"].astype(np.int64)
+                extra[f"direction{scheme}"] = torch.from_numpy(labels)[None]
         if "weight" in a:
-            extra = {
-                "pos": torch.from_numpy(a["pos"]),
-                "edge_attr": torch.from_numpy(a["weight"])[:, None],
-            }
+            extra["pos"] = torch.from_numpy(a["pos"])
+            extra["edge_attr"] = torch.from_numpy(a["weight"])[:, None]
         return Data(
             x=torch.from_numpy(a["x"].astype(np.float32)),
             edge_index=complete_edges(n),

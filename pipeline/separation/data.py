@@ -104,12 +104,14 @@ def load_item(
         "wav": torch.from_numpy(wav),
         "graphs": [graphs.data(c) for c in pair["clip_ids"]],
         "clip_ids": pair["clip_ids"],
+        "starts": torch.tensor(pair["starts"], dtype=torch.int64),
     }
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     """``wav (B, 2, window)``; ``graphs`` a PyG batch of the ``2B`` videos in mixture order;
-    ``mixture (2B,)`` the mixture of each video."""
+    ``mixture (2B,)`` the mixture of each video; ``starts (B, 2)`` each window's first sample in
+    its clip."""
     from torch_geometric.data import Batch
 
     return {
@@ -117,6 +119,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "graphs": Batch.from_data_list([g for it in items for g in it["graphs"]]),
         "mixture": torch.arange(len(items), device="cpu").repeat_interleave(2),
         "clip_ids": [it["clip_ids"] for it in items],
+        "starts": torch.stack([it["starts"] for it in items]),
     }
 
 

@@ -32,6 +32,7 @@ from pipeline.separation.baselines import AudioOnly, CoSeparation, FrameConditio
 from pipeline.separation.nn import (
     AudioClassifier,
     ConditionedUNet,
+    DirectionHead,
     RecurrentConditioner,
     SceneGraphEncoder,
 )
@@ -183,9 +184,135 @@ class AVSGS(Separator):
         return torch.where(present[..., None], parts, self.empty)
 
 
+@dataclasses.dataclass(frozen=True)
+class ASMPOptions(AVSGSOptions):
+    """``model.asmp``: AVSGS's switches, and the direction network's.
+
+    Args:
+        directions: the direction scheme, 10 or 28 classes (the graph store's ``direction10``
+            or ``direction28`` labels; ``graphs.motion.labels`` must not be ``none``).
+        direction_weight: the direction cross-entropy's weight in the loss (released code 0.05;
+            0: ASMP with the 2.5D graph only, no motion loss).
+    """
+
+    directions: Literal[10, 28] = 28
+    direction_weight: float = 0.05
+
+
+class ASMP(AVSGS):
+    r"""Audio Separator and Motion Predictor (Chatterjee et al., NeurIPS 2022; ``docs/depth.md``,
+    ``shared/ASMP.md``): AVSGS, on the 2.5D graph when the graph store has edge weights, with a
+    :class:`~pipeline.separation.nn.DirectionHead` that predicts each real source's direction of
+    motion in one 1 s window from its **separated** spectrogram (the mask of the output of its
+    slot times the mixture, log-magnitude, the window's columns). Trained jointly: the
+    cross-entropy against the slot's label (the graph store's, ``graphs.motion``) is added with
+    ``direction_weight``; windows without a label, empty slots and the background output are
+    never targets.
+
+    Each real slot's window is the first 1 s window inside the training crop that has a label
+    (the released code draws the crop around a chosen window instead; ours keeps AVSGS's crops).
+
+    Args:
+        directions, direction_weight: :class:`ASMPOptions`; the rest as :class:`AVSGS`.
+    """
+
+    name = "asmp"
+    Options = ASMPOptions
+
+    def __init__(
+        self,
+        node_channels: int,
+        n_classes: int,
+        n_slots: int,
+        hidden: int = 512,
+        channels: int = 512,
+        heads: int = 4,
+        ngf: int = 64,
+        levels: int = 7,
+        classifier: Literal["resnet18", "small"] = "resnet18",
+        classifier_width: int = 16,
+        classifier_pool: int = 2,
+        aggr: Literal["mean", "max"] = "mean",
+        readout: Literal["edge", "sum"] = "edge",
+        normalize: bool = True,
+        gat: bool = True,
+        edgeconv: bool = True,
+        gru: bool = True,
+        skip: bool = True,
+        subgraphs: bool = False,
+        edge_dim: int = 0,
+        directions: int = 28,
+        direction_weight: float = 0.05,
+    ):
+        super().__init__(
+            node_channels, n_classes, n_slots, hidden, channels, heads, ngf, levels,
+            classifier, classifier_width, classifier_pool, aggr, readout, normalize, gat,
+            edgeconv, gru, skip, subgraphs, edge_dim,
+        )  # fmt: skip
+        if directions not in (10, 28):
+            raise ValueError(f"model.asmp.directions must be 10 or 28, got {directions}")
+        self.directions, self.direction_weight = directions, direction_weight
+        self.direction = DirectionHead(directions, classifier, classifier_width, classifier_pool)
+
+    def forward(
+        self,
+        mix_mag: torch.Tensor,
+        graphs,
+        mixture: torch.Tensor,
+        classify: bool = False,
+        windows: dict[str, Any] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """AVSGS's outputs and, with ``windows`` (``start_s (G,)`` each video's crop start in
+        seconds, ``frames_per_s``), ``direction_logits (K, C)`` and ``direction_targets (K,)``
+        of the ``K`` real slots with a labelled window inside the crop."""
+        out = super().forward(mix_mag, graphs, mixture, classify)
+        if windows is not None:
+            out.update(self.direction_of(out["masks"], mix_mag[mixture], graphs, windows))
+        return out
+
+    def direction_of(self, masks, mix_mag, graphs, windows) -> dict[str, torch.Tensor]:
+        """The direction logits and targets (see :meth:`forward`); ``mix_mag (G, 1, F, T)``."""
+        from pipeline.separation.spectrogram import log_mag
+
+        labels = getattr(graphs, f"direction{self.directions}", None)
+        if labels is None:
+            raise ValueError(
+                "asmp needs direction labels in the graph store: set graphs.motion.labels "
+                "(derived or truth)"
+            )
+        per_s = float(windows["frames_per_s"])
+        cols, frames = int(round(per_s)), masks.shape[-1]
+        picks = []
+        for g, start in enumerate(windows["start_s"].tolist()):
+            for slot in range(labels.shape[1]):
+                for w in range(labels.shape[2]):
+                    c0 = int(round((w - start) * per_s))
+                    if labels[g, slot, w] >= 0 and c0 >= 0 and c0 + cols <= frames:
+                        picks.append((g, slot, c0, int(labels[g, slot, w])))
+                        break
+        if not picks:
+            empty = masks.new_zeros((0, self.directions))
+            return {"direction_logits": empty, "direction_targets": empty[:, 0].long()}
+        spec = torch.stack(
+            [masks[g, s, :, :, c0 : c0 + cols] * mix_mag[g, :, :, c0 : c0 + cols]
+             for g, s, c0, _ in picks]
+        )  # fmt: skip
+        targets = torch.tensor([p[3] for p in picks], device=masks.device)
+        return {"direction_logits": self.direction(log_mag(spec)), "direction_targets": targets}
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """AVSGS's groups, the direction network with the classifier (both judge separated
+        spectrograms)."""
+        groups = super().param_groups()
+        head = {id(p) for p in self.direction.parameters()}
+        groups["visual"] = [p for p in groups["visual"] if id(p) not in head]
+        groups["classifier"] = groups["classifier"] + list(self.direction.parameters())
+        return groups
+
+
 SEPARATORS: dict[str, type[Separator]] = {
     cls.name: cls
-    for cls in (AVSGS, CoSeparation, FrameConditioned, AudioOnly, SoundOfBoundingBoxes)
+    for cls in (AVSGS, ASMP, CoSeparation, FrameConditioned, AudioOnly, SoundOfBoundingBoxes)
 }
 
 
@@ -195,16 +322,18 @@ class ModelParams:
     of the same name, and the other sections are not read.
 
     Args:
-        name: ``avsgs``, a baseline (``coseparation``, ``frame``, ``audio_only``;
+        name: ``avsgs``, ``asmp`` (AVSGS with ASMP's direction network), a baseline
+            (``coseparation``, ``frame``, ``audio_only``;
             :mod:`pipeline.separation.baselines`) or ``sobb`` (:mod:`pipeline.separation.sobb`,
             with ``detect.backend: proposals``).
         preset: ``small`` (CPU-sized, the synthetic default), ``paper`` (supplement B's sizes) or
             ``tiny`` (tests and smoke runs).
     """
 
-    name: Literal["avsgs", "coseparation", "frame", "audio_only", "sobb"]
+    name: Literal["avsgs", "asmp", "coseparation", "frame", "audio_only", "sobb"]
     preset: Literal["small", "paper", "tiny"]
     avsgs: AVSGSOptions
+    asmp: ASMPOptions
     coseparation: NoOptions
     frame: NoOptions
     audio_only: NoOptions

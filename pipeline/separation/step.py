@@ -93,12 +93,17 @@ def compute_losses(
     """The weighted loss (``loss``) and its terms for a batch from :func:`data.collate`; ``use``
     switches consistency, co-separation and orthogonality on or off (ablations). A term the
     model cannot use (its ``losses``) is zero; a ``permutation_invariant`` model's co-separation
-    loss takes the better assignment of its outputs to each mixture's two videos."""
+    loss takes the better assignment of its outputs to each mixture's two videos. ASMP adds
+    ``direction``, its direction cross-entropy, weighted by its ``direction_weight``."""
     s = spectrograms(batch["wav"], recipe, cfg)
     mixture = batch["mixture"]
     base = unwrap(model)
     use = tuple(u and name in base.losses for u, name in zip(use, LOSSES, strict=True))
-    res = model(s["mix_mag"], batch["graphs"], mixture, classify=use[0])
+    extra = {}
+    if hasattr(base, "direction") and "starts" in batch:  # ASMP: its windows' directions
+        start_s = batch["starts"].reshape(-1).to(torch.float64) / cfg.sample_rate
+        extra["windows"] = {"start_s": start_s, "frames_per_s": cfg.sample_rate / cfg.hop}
+    res = model(s["mix_mag"], batch["graphs"], mixture, classify=use[0], **extra)
     masks, y = res["masks"], res["embeddings"]  # (G, S, 1, F, T), (G, S, d)
     mix_mag = s["mix_mag"][mixture]  # (G, 1, F, T)
     part_mag = s["part_mag"].flatten(0, 1)  # (G, 1, F, T), in mixture order
@@ -137,6 +142,12 @@ def compute_losses(
     out["loss"] = (
         w[0] * out["consistency"] + w[1] * out["coseparation"] + w[2] * out["orthogonality"]
     )
+    if "direction_logits" in res:  # ASMP's motion loss, masked to labelled real sources
+        logits, targets = res["direction_logits"], res["direction_targets"]
+        out["direction"] = (
+            torch.nn.functional.cross_entropy(logits, targets) if len(targets) else zero
+        )
+        out["loss"] = out["loss"] + base.direction_weight * out["direction"]
     return out
 
 

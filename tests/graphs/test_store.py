@@ -96,6 +96,10 @@ def test_2_5d_geometry_round_trip_as_edge_attr(store_path, tmp_path):
         g["pos"] = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
         g["distance"] = np.arange(n * (n - 1), dtype=np.float32)
         g["weight"] = np.linspace(0, 1, n * (n - 1), dtype=np.float32)
+        slots = len(g["label"])  # motion labels too: both reach PyG
+        g["displacement"] = np.zeros((slots, 3, 3), np.float32)
+        g["direction10"] = np.full((slots, 3), 4, np.int8)
+        g["direction28"] = np.full((slots, 3), 20, np.int8)
     attrs = {"label_names": ["a", "b", "c"], "features": {"kind": "box_head", "dim": D}}
     write_store(tmp_path / "g.h5", list(graphs.values()), [], attrs, D, 2)
     store = GraphStore(tmp_path / "g.h5")
@@ -109,6 +113,8 @@ def test_2_5d_geometry_round_trip_as_edge_attr(store_path, tmp_path):
     want = np.concatenate([graphs["c1"]["weight"], graphs["c2"]["weight"]])
     np.testing.assert_array_equal(batch.edge_attr[:, 0].numpy(), want)
     assert batch.pos.shape == (8, 3)
+    assert batch.direction10.shape == (2, 2, 3)  # (graphs, slots, windows); c2's slot 2 empty
+    assert batch.direction10[1].tolist() == [[4, 4, 4], [-1, -1, -1]]
 
 
 def test_complete_edges():
