@@ -159,7 +159,7 @@ def test_permuted_scoring_finds_swapped_estimates():
 def test_unknown_separator_is_refused():
     with pytest.raises(Exception, match="not a separator"):
         ModelParams.of("nope", "tiny")
-    assert set(SEPARATORS) == {"avsgs", "coseparation", "frame", "audio_only", "sobb"}
+    assert set(SEPARATORS) == {"avsgs", "asmp", "coseparation", "frame", "audio_only", "sobb"}
 
 
 @pytest.fixture(scope="module")
