@@ -68,3 +68,22 @@ def direction_class(
         if scheme == 8:
             return (moving - 1).astype(np.int64)
     return np.where(is_static(disp, static_uv, static_d), 0, moving).astype(np.int64)
+
+
+_ARROWS = {(1, 0): "→", (1, 1): "↘", (0, 1): "↓", (-1, 1): "↙", (-1, 0): "←", (-1, -1): "↖",
+           (0, -1): "↑", (1, -1): "↗", (0, 0): ""}  # fmt: skip
+
+
+def direction_name(cls: int | None, scheme: int = 28) -> str:
+    """A class as text for people: an arrow for the image-plane part (``v`` down), ``away`` /
+    ``toward`` for depth, ``static``; ``?`` for an unknown (-1 or None) class, ``other`` for the
+    filler."""
+    if cls is None or cls < 0:
+        return "?"
+    if cls == 0:
+        return "static"
+    if cls == FILLER.get(scheme):
+        return "other"
+    u, v, d = (OCTANTS if scheme == 10 else DIRECTIONS_26)[cls - 1]
+    depth = {1: "away", -1: "toward", 0: ""}[int(d)]
+    return " ".join(p for p in (_ARROWS[(int(u), int(v))], depth) if p)

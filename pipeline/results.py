@@ -7,10 +7,12 @@ end (``detect.backend`` where the params have it), the graph builder (``graphs.b
 ``avsgs`` for runs made before it existed), the preset, steps, batch size and weight
 decay, the test SDR / SIR / SAR / SDRi, the SDR of separating the sources inside one clip (the
 synthetic world's ``sdr_within_clip``) and inside the clips whose two sources share a class
-(``one class``: the scenes world, where only their partners tell them apart), the training
-minutes and the parameter count. The rows replace whatever stands between the markers
-``<!-- results:begin -->`` and ``<!-- results:end -->`` in the document, so the prose around the
-table stays hand-written and the numbers never are.
+(``one class``: the scenes world, where only their partners tell them apart), ASMP's direction-loss
+weight (``motion loss``), the direction-of-motion accuracy in both schemes beside the majority
+vote (``metrics/evaluate.json``'s ``direction``: ASMP's own head or a probe on the separated
+outputs), the training minutes and the parameter count. The rows replace whatever stands
+between the markers ``<!-- results:begin -->`` and ``<!-- results:end -->`` in the document, so
+the prose around the table stays hand-written and the numbers never are.
 
 Usage (``docs/results.md`` lists the experiments to run first)::
 
@@ -39,6 +41,10 @@ def _millions(value: int) -> str:
     return f"{value / 1e6:.2f} M"
 
 
+def _percent(value: float) -> str:
+    return f"{value:.1%}"
+
+
 # (header, key, format); a column without a format shows floats to 2 decimals, the rest as is.
 COLUMNS = [
     ("run", "run", None),
@@ -56,6 +62,11 @@ COLUMNS = [
     ("SDRi", "sdri", None),
     ("within clip", "sdr_within_clip", None),
     ("one class", "sdr_within_clip_one_class", None),
+    ("motion loss", "motion_weight", "{:g}".format),
+    ("dir. 10", "direction.10.accuracy", _percent),
+    ("maj. 10", "direction.10.majority", _percent),
+    ("dir. 28", "direction.28.accuracy", _percent),
+    ("maj. 28", "direction.28.majority", _percent),
     ("train min", "minutes", None),
     ("parameters", "parameters", _millions),
 ]
@@ -69,6 +80,7 @@ PARAMS = (
     "train.steps",
     "train.batch_size",
     "train.weight_decay",
+    "model.asmp.direction_weight",
 )
 SCORES = (
     "sdr",
@@ -80,6 +92,10 @@ SCORES = (
     "sdr_within_clip_one_class",
     "oracle_irm_sdr",
     "n_pairs",
+    "direction.10.accuracy",
+    "direction.10.majority",
+    "direction.28.accuracy",
+    "direction.28.majority",
 )
 TRAINING = ("minutes", "parameters")
 # params a run made before they existed did not have: what it used (the only graph there was)
@@ -104,13 +120,19 @@ def _row(state: dict[str, Any], label: str) -> dict[str, Any] | None:
         return None
     params = _flat(((data.get("params") or {}).get("params.yaml") or {}).get("data") or {})
     train = metrics.get("metrics/train.json", {})
-    return {
+    scores = _flat(evaluate)
+    row = {
         "run": label,
         "rev": data.get("rev", state.get("rev")),
         **{k: params.get(k, BEFORE.get(k)) for k in PARAMS},
-        **{k: evaluate.get(k) for k in SCORES},
+        **{k: scores.get(k) for k in SCORES},
         **{k: train.get(k) for k in TRAINING},
     }
+    # the direction loss's weight, where the separator has one (asmp)
+    row["motion_weight"] = (
+        row["model.asmp.direction_weight"] if row["model.name"] == "asmp" else None
+    )
+    return row
 
 
 def _same_run(row: dict[str, Any]) -> tuple:

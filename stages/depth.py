@@ -53,6 +53,7 @@ def body(params, args):
         ),
         seed=params["base.seed"],
         device=params["base.device"],
+        optional=builder not in READS_DEPTH,
     )
     io.write_json(args.metrics, metrics)
 

@@ -20,6 +20,8 @@ sdr = {"avsgs": 6.5, "coseparation": 5.25, "audio_only": 1.0}[p["model"]["name"]
 scores = {"sdr": sdr, "sir": sdr + 3, "sar": 12.0, "sdri": sdr - 0.5, "n_pairs": 50}
 if p["model"]["name"] == "avsgs":
     scores["sdr_within_clip"] = 3.25
+    scores["direction"] = {"10": {"accuracy": 0.5, "majority": 0.56, "source": "probe"},
+                           "28": {"accuracy": 0.48, "majority": 0.56, "source": "probe"}}
 json.dump(scores, open("metrics/evaluate.json", "w"))
 json.dump({"minutes": 3.5, "parameters": 849278}, open("metrics/train.json", "w"))
 """
@@ -88,14 +90,33 @@ def test_the_doc_table_is_replaced_between_the_markers(project):
     lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
     assert lines[0].startswith("| run | world | model |")
     assert [ln.split(" | ")[2] for ln in lines[1:]] == ["avsgs", "coseparation", "audio_only"]
-    assert "| 9 | 8 | 0.0001 | 6.50 | 9.50 | 12.00 | 6.00 | 3.25 | – | 3.50 | 0.85 M |" in lines[1]
-    assert "| 5.25 | 8.25 | 12.00 | 4.75 | – | – | 3.50 |" in lines[2]  # no within-clip score
+    assert (
+        "| 9 | 8 | 0.0001 | 6.50 | 9.50 | 12.00 | 6.00 | 3.25 | – | – | 50.0% | 56.0% | 48.0% | "
+        "56.0% | 3.50 | 0.85 M |" in lines[1]
+    )  # avsgs has no motion loss; its directions come from the nested metrics
+    # no within-clip score, no direction score
+    assert "| 5.25 | 8.25 | 12.00 | 4.75 | – | – | – | – | – | – | – | 3.50 |" in lines[2]
     # runs from before graphs.builder existed had the one graph there was
     assert [ln.split(" | ")[4] for ln in lines[1:]] == ["avsgs"] * 3
     doc.write_text("no markers\n")
     with pytest.raises(subprocess.CalledProcessError) as err:
         _run([sys.executable, "-m", "pipeline.results", "--doc", str(doc)], project)
     assert "markers" in err.value.stderr
+
+
+def test_the_motion_loss_is_shown_for_asmp_only():
+    def state(name):
+        params = {"model": {"name": name, "asmp": {"direction_weight": 0.05}}}
+        return {
+            "rev": "abc",
+            "data": {
+                "params": {"params.yaml": {"data": params}},
+                "metrics": {"metrics/evaluate.json": {"data": {"sdri": 1.0}}},
+            },
+        }
+
+    assert results._row(state("asmp"), "a")["motion_weight"] == 0.05
+    assert results._row(state("avsgs"), "b")["motion_weight"] is None
 
 
 def test_experiments_of_an_older_commit_are_labelled_with_it(project, tmp_path):

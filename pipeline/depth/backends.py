@@ -38,6 +38,10 @@ class DepthError(PipelineError, RuntimeError):
     """A depth backend that cannot run as configured."""
 
 
+class NotThisWorld(DepthError):
+    """The ``oracle`` backend on a source without rendered depth (not the scenes world)."""
+
+
 class NoDepth(Exception):
     """This clip has no depth from this backend (the message says why); the clip is recorded as
     skipped, the others go on."""
@@ -130,10 +134,12 @@ class Oracle:
             raise DepthError("depth.backend oracle needs the source folder (--source)")
         meta = Path(source) / "meta.json"
         if not meta.is_file():
-            raise DepthError(f"{meta}: missing; depth.backend oracle reads the synthetic world")
+            raise NotThisWorld(
+                f"{meta}: missing; depth.backend oracle reads the synthetic scenes world"
+            )
         world = json.loads(meta.read_text())["params"]
         if world.get("flavour") != "scenes":
-            raise DepthError(
+            raise NotThisWorld(
                 f"depth.backend oracle needs the scenes world (the only one with depth), the "
                 f"source is {world.get('flavour') or 'not synthetic'}: use depth.backend midas"
             )

@@ -29,6 +29,7 @@ from pipeline.depth.backends import (
     FileParams,
     MidasParams,
     NoDepth,
+    NotThisWorld,
     OracleParams,
 )
 from pipeline.depth.register import background_mask, box_depth, register
@@ -80,10 +81,13 @@ def depth_all(
     needed_by: str | None,
     seed: int,
     device: str = "auto",
+    optional: bool = False,
 ) -> dict[str, Any]:
     """Make the depth store; returns the metrics. ``needed_by``: what reads the depth (the
     graph builder, the motion labels), or None (then the store says no depth was made and
-    nothing is read)."""
+    nothing is read). ``optional``: what reads it can go without (the motion labels), so the
+    ``oracle`` backend on a source without rendered depth writes a store that says why, with a
+    warning, instead of stopping a real dataset's run."""
     Path(parts_dir).mkdir(parents=True, exist_ok=True)
     if needed_by is None:
         write_unused(out, "neither graphs.builder nor graphs.motion.labels reads depth")
@@ -91,13 +95,23 @@ def depth_all(
     torch.set_num_threads(params.threads)
     store = DetectionStore(detections)
     fps = float(store.attrs["params"]["fps"])
-    backend = BACKENDS[params.backend](
-        getattr(params, params.backend),
-        source=Path(source_dir) if source_dir else None,
-        seed=seed,
-        device=resolve_device(device),
-        fps=fps,
-    )
+    try:
+        backend = BACKENDS[params.backend](
+            getattr(params, params.backend),
+            source=Path(source_dir) if source_dir else None,
+            seed=seed,
+            device=resolve_device(device),
+            fps=fps,
+        )
+    except NotThisWorld as err:
+        if not optional:
+            raise DepthError(f"{err} (depth is made because {needed_by} reads it)") from err
+        reason = f"{err}; {needed_by} goes without"
+        log.warning("depth: none made: %s", reason)
+        write_unused(out, reason, source_without_depth=True)
+        return {"used": False, "reason": reason}
+    except DepthError as err:
+        raise DepthError(f"{err} (depth is made because {needed_by} reads it)") from err
     rows = usable(status_rows)
     videos = MediaStore(media_dir)
     io.remove_partial_files(parts_dir)  # half-written parts of a killed run

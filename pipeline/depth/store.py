@@ -33,11 +33,24 @@ class DepthStoreError(PipelineError, ValueError):
     """A depth store that cannot be read as it is."""
 
 
-def write_unused(path: str | Path, reason: str) -> None:
+class NoDepthMade(DepthStoreError):
+    """A depth store that holds no depth; ``source_without_depth``: because the source has none
+    for the backend (the ``oracle`` off the scenes world), where only the motion labels asked."""
+
+    def __init__(self, message: str, source_without_depth: bool = False):
+        super().__init__(message)
+        self.source_without_depth = source_without_depth
+
+
+def write_unused(path: str | Path, reason: str, *, source_without_depth: bool = False) -> None:
     """A store of no clips that says why none was made."""
-    zarr_store.write(
-        path, [], {"schema_version": SCHEMA_VERSION, "used": False, "reason": reason}, {}, dict
-    )
+    attrs = {
+        "schema_version": SCHEMA_VERSION,
+        "used": False,
+        "reason": reason,
+        "source_without_depth": source_without_depth,
+    }
+    zarr_store.write(path, [], attrs, {}, dict)
 
 
 def write_store(
@@ -67,10 +80,11 @@ class DepthStore(zarr_store.ClipStore):
     def __init__(self, path: str | Path):
         super().__init__(path, "depth store", "depth", SCHEMA_VERSION, DepthStoreError)
         if not self.attrs.get("used"):
-            raise DepthStoreError(
+            raise NoDepthMade(
                 f"{self.path} holds no depth ({self.attrs.get('reason')}); it is made by "
                 "`dvc repro depth` when graphs.builder (asmp25d) or graphs.motion.labels "
-                "(derived) reads depth"
+                "(derived) reads depth",
+                bool(self.attrs.get("source_without_depth")),
             )
 
     @property

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 from pipeline import io, media
 from pipeline.download.store import MediaStore
 from pipeline.graphs.roles import Role
+from pipeline.motion import direction_name
 
 log = logging.getLogger(__name__)
 ROLE_COLOURS = {
@@ -130,6 +131,51 @@ def _table(rows: list[tuple[str, Any]]) -> str:
     return f"<table>{cells}</table>"
 
 
+def _direction_table(d: dict[str, Any]) -> str:
+    """The direction-of-motion accuracies (:mod:`pipeline.evaluation.directions`)."""
+    head = (
+        "<tr><th>scheme</th><th>accuracy</th><th>by</th><th>majority vote</th>"
+        "<th>clean audio (ceiling)</th></tr>"
+    )
+    rows = "".join(
+        f"<tr><td>{s} classes</td><td>{d[s]['accuracy']}</td><td>{d[s]['source']}</td>"
+        f"<td>{d[s]['majority']} ({html.escape(direction_name(d[s]['majority_class'], int(s)))})"
+        f"</td><td>{d[s]['clean']}</td></tr>"
+        for s in ("10", "28")
+    )
+    return (
+        "<h3>Direction of motion (from the separated audio, per source and 1 s window)</h3>"
+        f"<p>{d['test_samples']} test windows; probes trained on {d['train_samples']} windows "
+        f"of separated train mixtures (clean: {d.get('clean_test_samples', 0)} test windows of "
+        f"one-source clips)</p><table>{head}{rows}</table>"
+    )
+
+
+def _directions(ex: dict[str, Any]) -> str:
+    """An example's true and predicted direction per source and window (arrows: image plane,
+    v down; away / toward: depth); wrong predictions in red."""
+    clips = ex["pair"]["clip_ids"]
+
+    def cells(r: dict[str, Any], scheme: int) -> str:
+        true, pred = r[f"true{scheme}"], r[f"pred{scheme}"]
+        style = "" if pred == true else " style='color:#b00'"
+        return (
+            f"<td>{html.escape(direction_name(true, scheme))}</td>"
+            f"<td{style}>{html.escape(direction_name(pred, scheme))}</td>"
+        )
+
+    rows = "".join(
+        f"<tr><td>{html.escape(clips[r['side']])}</td><td>{r['slot']}</td>"
+        f"<td>{r['window']}-{r['window'] + 1} s</td>{cells(r, 10)}{cells(r, 28)}</tr>"
+        for r in ex["directions"]
+    )
+    head = (
+        "<tr><th>clip</th><th>slot</th><th>window</th><th>true (10)</th><th>predicted (10)</th>"
+        "<th>true (28)</th><th>predicted (28)</th></tr>"
+    )
+    return f"<details><summary>Direction of motion</summary><table>{head}{rows}</table></details>"
+
+
 def _example(i: int, ex: dict[str, Any], graphs, media_dir, assets: Path) -> list[str]:
     """One example pair's HTML: its scores, its objects' key frames with their boxes, the
     spectrograms and players of the mixture, the estimates and the references."""
@@ -177,6 +223,8 @@ def _example(i: int, ex: dict[str, Any], graphs, media_dir, assets: Path) -> lis
         player = f"<audio controls preload='metadata' src='assets/{name}'></audio>"
         players.append(f"<td>{html.escape(title)}<br>{player}</td>")
     parts.append("<table><tr>" + "".join(players) + "</tr></table>")
+    if ex.get("directions"):
+        parts.append(_directions(ex))
     return parts
 
 
@@ -213,6 +261,8 @@ def write_report(
         )
         head = "<tr><th>class</th><th>SDR</th><th>SDRi</th><th>n</th></tr>"
         parts.append(f"<h3>Per class</h3><table>{head}{rows}</table>")
+    if metrics.get("direction", {}).get("10"):
+        parts.append(_direction_table(metrics["direction"]))
     if live_dir and curves(Path(live_dir), assets / "curves.png"):
         parts.append("<h2>Training</h2><img src='assets/curves.png' alt='training curves'>")
     parts.append(

@@ -17,6 +17,8 @@ from tqdm import tqdm
 from pipeline import io
 from pipeline.device import resolve_device
 from pipeline.errors import PipelineError
+from pipeline.evaluation import directions
+from pipeline.evaluation.directions import DirectionParams
 from pipeline.evaluation.pairs import test_pairs
 from pipeline.evaluation.separate import separate_clip, separate_pair
 from pipeline.graphs.store import GraphStore
@@ -41,6 +43,8 @@ class EvaluateParams:
             that has two (scored against its stems).
         report_examples: pairs shown in the HTML report.
         threads: torch CPU threads.
+        direction: direction-of-motion accuracy (:mod:`pipeline.evaluation.directions`), when
+            the graph store has motion labels and the separator an output per slot.
     """
 
     n_pairs: int
@@ -48,6 +52,7 @@ class EvaluateParams:
     within_clip: bool
     report_examples: int
     threads: int
+    direction: DirectionParams = DirectionParams()
 
     def __post_init__(self) -> None:
         if self.n_pairs < 1 or self.batch_size < 1 or self.threads < 1 or self.report_examples < 0:
@@ -113,6 +118,8 @@ def evaluate_all(
             f"no two test clips without a class in common among {len(test)} test clips"
         )
     rows, examples, tally = [], [], Tally()
+    motion = directions.has_labels(graphs) and directions.per_slot(model, graphs)
+    test_windows = directions.Samples()
     for pair in tqdm(pairs, desc="evaluate", unit="pair", mininterval=5):
         row, out, scores = score_pair(model, graphs, audio, pair, recipe, cfg, params.batch_size)
         rows.append(row)
@@ -120,6 +127,9 @@ def evaluate_all(
             log.warning("evaluate: pair %d (%s, %s) skipped: %s", *pair_names(row), row["reason"])
             continue
         tally.add(scores, pair["labels"])
+        if motion:
+            for side, cid in enumerate(pair["clip_ids"]):
+                test_windows.add(graphs, cid, out["slots"][side], cfg, tag=(pair["pair"], side))
         if len(examples) < params.report_examples:
             examples.append({"pair": pair, "row": row, **out, "rate": cfg.sample_rate})
     if not tally.values["sdr"]:
@@ -131,7 +141,28 @@ def evaluate_all(
     }
     if params.within_clip and stems_dir is not None and Path(stems_dir).is_dir():
         metrics.update(within_clip(model, graphs, test, Path(stems_dir), recipe, cfg, params))
+    if motion:
+        metrics["direction"], predicted = directions.direction_metrics(
+            model, graphs, audio, test_windows, recipe, cfg, params.direction,
+            seed=seed, batch=params.batch_size,
+        )  # fmt: skip
+        for ex in examples:
+            ex["directions"] = example_directions(ex["pair"], test_windows, predicted)
     return {"pairs": pairs, "rows": rows, "metrics": metrics, "examples": examples}
+
+
+def example_directions(pair, samples, predicted) -> list[dict[str, Any]]:
+    """A report example's windows: ``side``, ``slot``, ``window`` and the true and predicted
+    class in each scheme."""
+    out = []
+    for i, key in enumerate(samples.keys):
+        if key[0][0] == pair["pair"] and key in predicted:
+            row = {"side": key[0][1], "slot": key[1], "window": key[2]}
+            for scheme in directions.SCHEMES:
+                row[f"true{scheme}"] = samples.targets[scheme][i]
+                row[f"pred{scheme}"] = predicted[key].get(scheme)
+            out.append(row)
+    return out
 
 
 def pair_names(row: dict[str, Any]) -> tuple[int, str, str]:

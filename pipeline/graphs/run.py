@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline import io, media, parts
-from pipeline.depth.store import DepthStore
+from pipeline.depth.store import DepthStore, NoDepthMade
 from pipeline.detection.detect_backends import crop_side
 from pipeline.detection.store import DetectionStore
 from pipeline.device import resolve_device
@@ -300,7 +300,18 @@ def build_all(
             detector, store, media_dir, cache_dir, params, seed, resolve_device(device)
         )
     reads_depth = params.builder in READS_DEPTH or params.motion.labels == "derived"
-    depth_store = open_depth(depth, store) if reads_depth else None
+    depth_store, no_motion = None, None
+    if reads_depth:
+        try:
+            depth_store = open_depth(depth, store)
+        except NoDepthMade as err:  # the source has none: only the labels may go without
+            if params.builder in READS_DEPTH or not err.source_without_depth:
+                raise
+            no_motion = f"no depth for derived motion labels: {err}"
+            log.warning("graphs: no motion labels made (%s)", no_motion)
+            params = dataclasses.replace(
+                params, motion=dataclasses.replace(params.motion, labels="none")
+            )
     world = World(source) if params.motion.labels == "truth" else None
     graphs, skipped = [], []
     for cid in tqdm(store.clip_ids, desc="graphs", unit="clip", mininterval=2):
@@ -347,6 +358,8 @@ def build_all(
         metrics["geometry"] = geometry_summary(graphs, depth_store)
     if params.motion.labels != "none":
         metrics["motion"] = motion_summary(graphs)
+    elif no_motion:
+        metrics["motion"] = {"skipped": no_motion}
     log.info(
         "graphs: %d graphs, %d clips skipped (%s)",
         len(graphs),

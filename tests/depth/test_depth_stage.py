@@ -68,11 +68,13 @@ def scenes(tiny_clips, tmp_path_factory):
     return {"root": root, "source": source, "media": media, "rows": rows, "det": root / "d.zarr"}
 
 
-def run_depth(scenes, out, params=PARAMS, parts="parts", source=None, needed_by="asmp25d"):
+def run_depth(
+    scenes, out, params=PARAMS, parts="parts", source=None, needed_by="asmp25d", optional=False
+):
     root = scenes["root"]
     return depth_all(
         scenes["rows"], scenes["det"], scenes["media"], source or scenes["source"], params,
-        root / out, root / parts, needed_by=needed_by, seed=0, device="cpu",
+        root / out, root / parts, needed_by=needed_by, seed=0, device="cpu", optional=optional,
     )  # fmt: skip
 
 
@@ -154,6 +156,28 @@ def test_unused_depth_and_a_world_without_depth(scenes, tmp_path):
     (source / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(DepthError, match="needs the scenes world.*midas"):
         run_depth(scenes, "e.zarr", source=source, parts=tmp_path / "p")
+    # where only the motion labels ask (a real dataset with the default labels), the run goes
+    # on: a store that says why, graphs without labels (and say so), AVSGS unaffected
+    from pipeline.graphs.motion_labels import MotionParams
+
+    got = run_depth(
+        scenes, "e.zarr", source=source, parts=tmp_path / "p",
+        needed_by="graphs.motion.labels derived", optional=True,
+    )  # fmt: skip
+    assert got["used"] is False and "goes without" in got["reason"]
+    labelled = dataclasses.replace(plain, motion=MotionParams(labels="derived"))
+    metrics, _ = build_all(
+        scenes["det"], scenes["rows"], labelled, CLASS_MAP, tmp_path / "m.h5", seed=0,
+        depth=scenes["root"] / "e.zarr",
+    )  # fmt: skip
+    assert "scenes world" in metrics["motion"]["skipped"]
+    assert GraphStore(tmp_path / "m.h5").motion is None
+    # ... but the 2.5D builder cannot go without
+    with pytest.raises(DepthStoreError, match="holds no depth"):
+        build_all(
+            scenes["det"], scenes["rows"], GRAPHS, CLASS_MAP, tmp_path / "n.h5", seed=0,
+            depth=scenes["root"] / "e.zarr",
+        )  # fmt: skip
     for truth in (source / "truth").glob("*.npz"):
         truth.unlink()
     meta["params"]["flavour"] = "scenes"

@@ -60,6 +60,29 @@ def make_stores(root, n_train=8, n_val=2, dim=8, seconds=6.5, n_test=0, silent=(
     return root / "graphs.h5", root / "audio.h5"
 
 
+def with_directions(graphs_path, out, windows, label):
+    """A copy of a tone graph store at ``out`` with motion labels: ``label(i, slots)`` gives clip
+    ``i``'s ``direction10`` and ``direction28`` ``(slots, windows)`` (-1: unknown)."""
+    from pipeline.graphs.store import GraphStore
+
+    store = GraphStore(graphs_path)
+    graphs = []
+    for cid in store.clip_ids:
+        g = store.read(cid)
+        slots = int((g["label"] >= 0).sum())
+        d10, d28 = label(int(cid[-2:]), slots)
+        graphs.append(
+            {**{k: g[k] for k in ("x", "box", "frame", "time", "score", "role", "slot")},
+             "clip_id": cid, "split": store.splits[store.index[cid]],
+             "label": [int(v) for v in g["label"] if v >= 0],
+             "displacement": np.zeros((slots, windows, 3), np.float32),
+             "direction10": d10, "direction28": d28}
+        )  # fmt: skip
+    attrs = {k: store.attrs[k] for k in ("label_names", "features")}
+    write_store(out, graphs, [], attrs, store.attrs["feature_dim"], 2)
+    return out
+
+
 @pytest.fixture(scope="session")
 def stores(tmp_path_factory):
     return make_stores(tmp_path_factory.mktemp("sep"))

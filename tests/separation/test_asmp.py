@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.graphs.store import GraphStore, write_store
+from pipeline.graphs.store import GraphStore
 from pipeline.separation.data import MixtureDataset, collate
 from pipeline.separation.model import ModelParams, build_separator, model_config
 from pipeline.separation.nn import DirectionHead
 from pipeline.separation.spectrogram import SpecConfig
 from pipeline.separation.step import RECIPES, compute_losses
-from tests.separation.conftest import make_stores
+from tests.separation.conftest import make_stores, with_directions
 
 
 @pytest.fixture(scope="module")
@@ -20,26 +20,15 @@ def labelled(tmp_path_factory):
     no label in its first windows)."""
     root = tmp_path_factory.mktemp("asmp")
     graphs_path, audio_path = make_stores(root)
-    store = GraphStore(graphs_path)
-    graphs = []
-    for cid in store.clip_ids:
-        g = store.read(cid)
-        i, slots = int(cid[-2:]), int((g["label"] >= 0).sum())
-        d10 = np.full((slots, 6), -1, np.int8)
-        d28 = np.full((slots, 6), -1, np.int8)
+
+    def label(i, slots):
+        d10, d28 = np.full((slots, 6), -1, np.int8), np.full((slots, 6), -1, np.int8)
         d10[0], d28[0] = 1 + i % 4, 1 + i % 26
         if slots > 1:
             d10[1, 3:], d28[1, 3:] = 5, 7
-        graphs.append(
-            {**{k: g[k] for k in ("x", "box", "frame", "time", "score", "role", "slot")},
-             "clip_id": cid, "split": store.splits[store.index[cid]],
-             "label": [int(v) for v in g["label"] if v >= 0],
-             "displacement": np.zeros((slots, 6, 3), np.float32),
-             "direction10": d10, "direction28": d28}
-        )  # fmt: skip
-    attrs = {"label_names": ["a", "b", "c"], "features": {"kind": "box_head", "dim": 8}}
-    write_store(graphs_path, graphs, [], attrs, 8, 2)
-    return graphs_path, audio_path
+        return d10, d28
+
+    return with_directions(graphs_path, graphs_path, 6, label), audio_path
 
 
 def _model(graphs, directions=28, **options):
