@@ -201,7 +201,30 @@ def mine_labels(
             "classes_exact": sum(v["count"] == v["paper"] for v in compared) if compared else None,
         },
     }
+    if any(c.source == "ave" for c in clips):
+        metrics["ave"] = ave_summary(clips)
     log.info(
         "labels: %d of %d clips are candidates %s", len(manifest), len(clips), metrics["splits"]
     )
     return manifest, metrics
+
+
+def ave_summary(clips: Sequence[Clip]) -> dict[str, Any]:
+    """AVE's clips per category and split, and those of the categories that COCO's classes cannot
+    show (:data:`pipeline.sources.ave.CATEGORIES`: the COCO detector's graphs skip them)."""
+    from pipeline.sources.ave import CATEGORIES, OBJECT_CATEGORY
+
+    counts: dict[str, Counter[str]] = {c: Counter() for c in CATEGORIES}
+    for clip in clips:
+        if clip.source == "ave":
+            counts[OBJECT_CATEGORY[clip.category[0]]][clip.split] += 1
+    per_category = {
+        c: {"object": CATEGORIES[c][0], "count": sum(n.values()), **{s: n[s] for s in SPLITS}}
+        for c, n in counts.items()
+    }
+    unmapped = {c: v["count"] for c, v in per_category.items() if CATEGORIES[c][1] is None}
+    return {
+        "per_category": per_category,
+        "coco_unmapped": unmapped,
+        "coco_unmapped_clips": sum(unmapped.values()),
+    }

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pipeline.params import BaseParams
 from pipeline.sources.audiocaps import AudiocapsParams, download_audiocaps, prepare_audiocaps
+from pipeline.sources.ave import AveParams, download_ave, prepare_ave
 from pipeline.sources.music import MusicParams, download_music, prepare_music
 from pipeline.sources.synthetic import SyntheticParams, download_synthetic, prepare_synthetic
 from pipeline.sources.table import Clip, write_table
@@ -36,6 +37,7 @@ class Source:
 SOURCES: dict[str, Source] = {
     "audiocaps": Source(download_audiocaps, prepare_audiocaps),
     "music": Source(download_music, prepare_music),
+    "ave": Source(download_ave, prepare_ave),
     "csv": Source(download_csv, prepare_csv),
     "synthetic": Source(download_synthetic, prepare_synthetic),
 }
@@ -46,11 +48,12 @@ class SourceParams:
     """``source``: ``name`` selects the entry of :data:`SOURCES`; its settings are the section of
     the same name."""
 
-    name: Literal["synthetic", "audiocaps", "music", "csv"]
+    name: Literal["synthetic", "audiocaps", "music", "ave", "csv"]
     synthetic: SyntheticParams
     audiocaps: AudiocapsParams
     music: MusicParams
     csv: CsvParams
+    ave: AveParams = AveParams()
 
 
 def build_source(params: SourceParams, base: BaseParams, out_dir: str | Path) -> dict[str, Any]:

@@ -26,6 +26,7 @@ CLIPS_FILE = "clips.jsonl"
 META_FILE = "meta.json"
 RAW_DIR = "raw"
 
+OPTIONAL = {"segment"}  # record keys that may be absent (None)
 _CLIP_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 
 
@@ -47,6 +48,8 @@ class Clip:
         split: ``train``, ``val`` or ``test``.
         captions: the clip's captions (AudioCaps: 1 for train, 5 for val/test); empty for MUSIC.
         category: the clip's labelled categories (MUSIC instruments, duets two); empty otherwise.
+        segment: the labelled event's first and last second in the clip (AVE), or None; left
+            out of a record where None, so tables of other sources read and write as before.
     """
 
     clip_id: str
@@ -58,6 +61,7 @@ class Clip:
     split: str
     captions: tuple[str, ...] = ()
     category: tuple[str, ...] = ()
+    segment: tuple[float, float] | None = None
 
     def validate(self) -> None:
         """Raise :class:`ClipTableError` when a field breaks the schema."""
@@ -74,16 +78,21 @@ class Clip:
         rec = dataclasses.asdict(self)
         rec["captions"] = list(self.captions)
         rec["category"] = list(self.category)
+        if self.segment is None:
+            del rec["segment"]
+        else:
+            rec["segment"] = list(self.segment)
         return rec
 
     @classmethod
     def from_record(cls, rec: dict[str, Any]) -> Clip:
         fields = {f.name for f in dataclasses.fields(cls)}
-        if set(rec) != fields:
+        if not fields - OPTIONAL <= set(rec) <= fields:
             raise ClipTableError(f"clip record has keys {sorted(rec)}, expected {sorted(fields)}")
-        return cls(
-            **{**rec, "captions": tuple(rec["captions"]), "category": tuple(rec["category"])}
-        )
+        args = {**rec, "captions": tuple(rec["captions"]), "category": tuple(rec["category"])}
+        if rec.get("segment") is not None:
+            args["segment"] = tuple(rec["segment"])
+        return cls(**args)
 
 
 def clip_id_for(key: str, start: float) -> str:
