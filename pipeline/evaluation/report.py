@@ -140,7 +140,7 @@ def _direction_table(d: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{s} classes</td><td>{d[s]['accuracy']}</td><td>{d[s]['source']}</td>"
         f"<td>{d[s]['majority']} ({html.escape(direction_name(d[s]['majority_class'], int(s)))})"
-        f"</td><td>{d[s]['clean']}</td></tr>"
+        f"</td><td>{d[s]['clean']} (majority {d[s].get('clean_majority')})</td></tr>"
         for s in ("10", "28")
     )
     return (

@@ -117,7 +117,7 @@ def test_evaluate_scores_directions_and_reports_them(trained, labelled_eval, tmp
     for scheme in ("10", "28"):
         assert d[scheme]["source"] == "probe"  # AVSGS has no direction network of its own
         assert 0 <= d[scheme]["accuracy"] <= 1 and 0 <= d[scheme]["clean"] <= 1
-        assert d[scheme]["majority"] > 0
+        assert d[scheme]["majority"] > 0 and 0 <= d[scheme]["clean_majority"] <= 1
     windows = result["examples"][0]["directions"]
     assert windows and {r["slot"] for r in windows} == {0}  # slot 1 has no label
     assert all(r["true28"] >= 1 and 0 <= r["pred28"] < 28 for r in windows)
