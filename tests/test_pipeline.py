@@ -48,6 +48,7 @@ def test_dvc_repro_end_to_end(tmp_path):
         workers=0,
     )
     params["evaluate"].update(n_pairs=5, report_examples=1)
+    params["evaluate"]["direction"].update(train_pairs=4, steps=10, batch_size=16)
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": str(repo)}
     # a checkout as users have one: a git repository with a commit (DVCLive reads its revision)
@@ -87,6 +88,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     graphs = json.loads((repo / "metrics/graphs.json").read_text())
     assert graphs["graphs"] + graphs["skipped"] == 13
     assert set(graphs) >= {"nodes_per_graph", "context_per_principal", "skipped_per_reason"}
+    assert graphs["motion"]["windows"] > 0  # the default's derived motion labels
     trained = json.loads((repo / "metrics/train.json").read_text())
     assert trained["steps"] == 4 and set(trained) >= {"val_sdr", "val_sdr_mixture", "val_sdri"}
     scored = json.loads((repo / "metrics/evaluate.json").read_text())

@@ -80,7 +80,9 @@ def test_unknown_param_key_stops_the_stage(tmp_path, caplog):
 def test_unknown_source_name(tmp_path, caplog, name):
     path, _ = _params(tmp_path, name=name)
     assert _run("source", ["--params", str(path), "--out", str(tmp_path / "o")]) == 1
-    assert "source.name: expected one of 'synthetic' | 'audiocaps' | 'music' | 'csv'" in caplog.text
+    assert "source.name: expected one of 'synthetic' | 'audiocaps' | 'music' | 'ave' | 'csv'" in (
+        caplog.text
+    )
 
 
 def test_labels_refuses_a_clip_table_of_another_schema(tmp_path, caplog):
