@@ -103,15 +103,13 @@ def depth_all(
             device=resolve_device(device),
             fps=fps,
         )
-    except NotThisWorld as err:
-        if not optional:
+    except DepthError as err:
+        if not (optional and isinstance(err, NotThisWorld)):
             raise DepthError(f"{err} (depth is made because {needed_by} reads it)") from err
         reason = f"{err}; {needed_by} goes without"
         log.warning("depth: none made: %s", reason)
         write_unused(out, reason, source_without_depth=True)
         return {"used": False, "reason": reason}
-    except DepthError as err:
-        raise DepthError(f"{err} (depth is made because {needed_by} reads it)") from err
     rows = usable(status_rows)
     videos = MediaStore(media_dir)
     io.remove_partial_files(parts_dir)  # half-written parts of a killed run
