@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch_geometric.data import Batch, Data
 
 from pipeline.graphs.store import complete_edges
@@ -15,6 +16,7 @@ from pipeline.separation.nn import (
     RecurrentConditioner,
     SceneGraphEncoder,
 )
+from pipeline.separation.nn.unet import _by_phases, _UpByPhases
 from pipeline.separation.spectrogram import (
     SpecConfig,
     apply_mask,
@@ -162,6 +164,35 @@ def test_the_decoder_convolves_each_mixtures_part_once_with_the_same_result(dtyp
         assert (new[name] - old[name]).abs().max() <= rel * old[name].abs().max(), name
     for name in noise:
         assert new[name].abs().max() <= zero * scale, name
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(3, 5, 7, 4, 1), (2, 4, 6, 9, 8)])  # (B, in, H, W, out)
+def test_an_up_convolution_by_phases_equals_the_transposed_convolution(shape, bias):
+    b, cin, h, w, cout = shape
+    torch.manual_seed(0)
+    x = torch.randn(b, cin, h, w, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(cin, cout, 4, 4, dtype=torch.float64, requires_grad=True)
+    beta = torch.randn(cout, dtype=torch.float64, requires_grad=True) if bias else None
+    grad = torch.randn(b, cout, 2 * h, 2 * w, dtype=torch.float64)
+    results = []
+    for up in (_UpByPhases.apply, lambda *a: F.conv_transpose2d(*a, stride=2, padding=1)):
+        out = up(x, weight, beta)
+        out.backward(grad)
+        leaves = [x, weight] + ([beta] if bias else [])
+        results.append([out.detach()] + [t.grad.clone() for t in leaves])
+        for t in leaves:
+            t.grad = None
+    for new, old in zip(*results, strict=True):
+        assert new.shape == old.shape
+        assert (new - old).abs().max() <= 1e-12 * old.abs().max()
+
+
+def test_the_decoder_takes_the_phase_route_only_where_it_pays():
+    unet = ConditionedUNet(ngf=8, levels=7, cond_channels=8)
+    routes = [_by_phases(layer[1], torch.zeros(1), layer[1].weight) for layer in unet.up]
+    assert routes == [False] * 5 + [True, True]  # the layers to 8 and to 1 channel
+    assert not _by_phases(unet.up[-1][1], torch.zeros(1, device="meta"), unet.up[-1][1].weight)
 
 
 def test_a_single_graph_and_the_graph_encoder_is_permutation_invariant():

@@ -108,8 +108,11 @@ def _up(
     w_shared, w_own = (w[:cut], w[cut:]) if shared_first else (w[cut:], w[:cut])
 
     def up(x, weight, bias):
+        x = relu(x)
+        if _by_phases(conv, x, weight):
+            return _UpByPhases.apply(x, weight, bias)
         return F.conv_transpose2d(
-            relu(x),
+            x,
             weight,
             bias,
             conv.stride,
@@ -123,6 +126,81 @@ def _up(
     for module in rest:
         h = module(h)
     return h
+
+
+def _by_phases(conv: nn.ConvTranspose2d, x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether :class:`_UpByPhases` computes this up-convolution: on the CPU, for the U-Net's
+    4x4 stride-2 layers to at most 8 channels, where oneDNN's transposed convolution attains a
+    few GFLOP/s and the same sums as one convolution run 1.3-2x faster (``docs/model.md``,
+    "Speed")."""
+    return (
+        x.device.type == "cpu"
+        and weight.shape[1] <= 8
+        and conv.kernel_size == (4, 4)
+        and conv.stride == (2, 2)
+        and conv.padding == (1, 1)
+        and conv.output_padding == (0, 0)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+    )
+
+
+def phase_kernels(weight: torch.Tensor) -> torch.Tensor:
+    """The 4x4 stride-2 up-convolution's ``weight (in, out, 4, 4)`` as the ``(4 out, in, 2, 2)``
+    kernels of one ordinary convolution, one ``out`` block per output phase (row parity ``a``,
+    column parity ``b``). With padding 1, output row ``2m + a`` sums input rows ``m + a - 1`` and
+    ``m + a`` (rows of the input padded by one: ``m + a`` and ``m + a + 1``) with kernel rows
+    ``3 - a`` and ``1 - a``; likewise for columns."""
+    k = weight.flip(-2, -1)  # k[.., j] = weight[.., 3 - j]: phase a reads taps a and a + 2
+    phases = [k[:, :, a::2, b::2] for a in (0, 1) for b in (0, 1)]  # each (in, out, 2, 2)
+    return torch.cat(phases, 1).transpose(0, 1)
+
+
+def _interleave(y: torch.Tensor, out: int) -> torch.Tensor:
+    """``(B, 4 out, H + 1, W + 1)`` phase maps -> ``(B, out, 2H, 2W)``: phase ``(a, b)`` is
+    cropped at ``(a, b)`` and written to rows ``a::2`` and columns ``b::2``."""
+    b, _, h1, w1 = y.shape
+    h, w = h1 - 1, w1 - 1
+    y = y.view(b, 2, 2, out, h1, w1)
+    rows = [torch.stack([y[:, a, c, :, a : a + h, c : c + w] for c in (0, 1)], -1) for a in (0, 1)]
+    return torch.stack(rows, 3).reshape(b, out, 2 * h, 2 * w)
+
+
+class _UpByPhases(torch.autograd.Function):
+    """``conv_transpose2d(x, weight, bias, stride=2, padding=1)`` for a 4x4 kernel. Forward: each
+    of the four output phases is an ordinary 2x2 convolution of the padded input
+    (:func:`phase_kernels`), so the four run as one convolution to ``4 out`` channels and are
+    interleaved: the same products, summed in another order. Backward: the transposed
+    convolution's own gradients (``aten.convolution_backward``), as autograd computes them for
+    ``conv_transpose2d``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        y = F.conv2d(F.pad(x, (1, 1, 1, 1)), phase_kernels(weight))
+        out = _interleave(y, weight.shape[1])
+        return out if bias is None else out + bias[:, None, None]
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        gx, gw, _ = torch.ops.aten.convolution_backward(
+            grad.contiguous(),
+            x,
+            weight,
+            None,
+            [2, 2],
+            [1, 1],
+            [1, 1],
+            True,
+            [0, 0],
+            1,
+            [need_x, need_w, False],
+        )
+        gb = grad.sum((0, 2, 3)) if need_b and ctx.has_bias else None
+        return gx, gw, gb
 
 
 def masks_from_embeddings(
