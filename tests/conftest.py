@@ -49,6 +49,22 @@ def tiny_world(**overrides):
     return SyntheticParams(**{**settings, **overrides})
 
 
+def pytest_collection_modifyitems(items):
+    """The longest tests first (``dvc repro`` in a copy of the repository, then the other slow
+    ones), the rest in file order: the two workers (``--dist load``, which deals the first
+    tests out in turn) then start with the long ones and end on short ones together, rather than
+    one worker running the smoke test alone at the end."""
+    items.sort(
+        key=lambda item: (
+            0
+            if item.get_closest_marker("pipeline")
+            else 1
+            if item.get_closest_marker("slow")
+            else 2
+        )
+    )
+
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

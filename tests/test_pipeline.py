@@ -24,6 +24,7 @@ def _copy_repo(dest):
 
 
 @pytest.mark.slow
+@pytest.mark.pipeline
 def test_dvc_repro_end_to_end(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -32,9 +33,9 @@ def test_dvc_repro_end_to_end(tmp_path):
     # A tiny synthetic world: the same stages and code paths, in seconds.
     params["source"]["synthetic"].update(n_train=6, n_val=3, n_test=4, seconds=3.0, size=128)
     params["detector"]["train"].update(
-        iterations=100, image_size=128, eval_every=0, frame_stride=2, eval_stride=4
+        iterations=40, image_size=128, eval_every=0, frame_stride=2, eval_stride=4
     )  # the frames are 128 px: training at their size, not 192, is twice as fast
-    # a 100-iteration detector is still unsure: keep all its boxes so graphs get made
+    # a 40-iteration detector is unsure: keep all its boxes so graphs get made
     params["detect"]["min_score"] = 0.0
     params["graphs"]["min_score"] = 0.0
     params["model"]["preset"] = "tiny"

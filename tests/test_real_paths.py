@@ -1,6 +1,9 @@
-"""The users' real paths end to end, offline: AudioCaps-, MUSIC- and CSV-shaped runs of the whole
-`dvc repro`, from real ids of ../shared/data through a 127.0.0.1 server that serves media in
-real-world shapes, a `file` detector with COCO's classes, graphs, training and evaluation.
+"""The users' real paths, offline: AudioCaps-, MUSIC-, AVE- and CSV-shaped runs from real ids of
+../shared/data through a 127.0.0.1 server that serves media in real-world shapes, a `file`
+detector with COCO's classes, and the graphs. The AudioCaps-shaped run goes on through training
+and evaluation (the whole `dvc repro`); the others stop once the graph and audio stores are
+written, since every stage after them reads only those stores, whose format is the same from
+every source (the AudioCaps run and the synthetic smoke test, tests/test_pipeline.py, cover them).
 
 Each run is a temporary copy of the repository at tiny sizes (a few clips, a few training steps).
 The detector is a checkpoint this test writes in torchvision's layout: an untrained small FPN
@@ -28,7 +31,7 @@ import yaml
 from pipeline import media
 from tests.test_pipeline import _copy_repo
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.pipeline]
 
 SHAPES = [  # (width, height, fps, audio rate or None): what YouTube serves, roughly
     (640, 360, 25, 44100),
@@ -147,10 +150,14 @@ def dvc(repo, *args, check=True):
     return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env, check=check)
 
 
-def dvc_status(repo) -> str:
+def dvc_status(repo, *targets) -> str:
     env = {**os.environ, "PYTHONPATH": str(repo)}
     done = subprocess.run(
-        [sys.executable, "-m", "dvc", "status"], cwd=repo, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "dvc", "status", *targets],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -162,6 +169,18 @@ def jsonl(path):
 
 def metrics(repo, name):
     return json.loads((repo / "metrics" / f"{name}.json").read_text())
+
+
+# the stages after which every source's stores look alike (see the module)
+STORES = ("graphs", "audio")
+
+
+def check_reached_stores(repo):
+    """The graph and audio stores are written and those stages up to date."""
+    for out in ("data/graphs/graphs.h5", "data/audio/audio.h5"):
+        assert (repo / out).is_file(), out
+    status = dvc_status(repo, *STORES)
+    assert "up to date" in status, status
 
 
 def check_reached_evaluate(repo):
@@ -280,7 +299,7 @@ def test_music_shaped_run(tmp_path, server, coco_detector, shared_data):
             "download.url_template": base + "/{youtube_id}.mp4",
         },
     )
-    dvc(repo, "repro")
+    dvc(repo, "repro", *STORES)
     rows = jsonl(repo / "data/download/status.jsonl")
     expected = sum(2 + (i % 4) for i in range(len(pick)))
     assert len(rows) == expected and all(r["status"] == "ok" for r in rows)
@@ -290,7 +309,7 @@ def test_music_shaped_run(tmp_path, server, coco_detector, shared_data):
         assert r["principal_objects"] == list(by_parent[r["parent"]].category)
     graphs = metrics(repo, "graphs")
     assert graphs["clips"] == expected and graphs["graphs"] >= 1
-    check_reached_evaluate(repo)
+    check_reached_stores(repo)
 
 
 def test_ave_shaped_run(tmp_path, server, coco_detector, shared_data):
@@ -329,7 +348,7 @@ def test_ave_shaped_run(tmp_path, server, coco_detector, shared_data):
             "download.url_template": base + "/{youtube_id}.mp4",
         },
     )
-    dvc(repo, "repro")
+    dvc(repo, "repro", *STORES)
     labels = metrics(repo, "labels")
     assert labels["splits"] == {"train": 3, "val": 2, "test": 2}
     assert labels["ave"]["per_category"]["Church bell"]["train"] == 1
@@ -340,7 +359,7 @@ def test_ave_shaped_run(tmp_path, server, coco_detector, shared_data):
     assert graphs["graphs"] == len(pick) - 1, graphs  # the bell's clip: no COCO class shows it
     # no depth for the oracle off the scenes world: the graphs go without motion labels
     assert "goes without" in graphs["motion"]["skipped"]
-    check_reached_evaluate(repo)
+    check_reached_stores(repo)
 
 
 def test_csv_shaped_run(tmp_path, server, coco_detector):
@@ -359,11 +378,11 @@ def test_csv_shaped_run(tmp_path, server, coco_detector):
     (repo / "inputs/source/my_clips.csv").write_text("\n".join(lines) + "\n")
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "my list")
-    dvc(repo, "exp", "run", "-S", "source.csv.path=inputs/source/my_clips.csv")
+    dvc(repo, "exp", "run", "-S", "source.csv.path=inputs/source/my_clips.csv", *STORES)
     rejected = jsonl(repo / "data/source/rejected.jsonl")
     assert [r["line"] for r in rejected] == [4, 7]
     assert metrics(repo, "download")["ok"] == len(splits)
-    check_reached_evaluate(repo)
+    check_reached_stores(repo)
     # the list is a DVC dependency: editing it re-runs the pipeline
     with (repo / "inputs/source/my_clips.csv").open("a") as fh:
         fh.write(f"{base}/my-clip-0.mp4,5,A man speaks,train\n")
@@ -372,7 +391,7 @@ def test_csv_shaped_run(tmp_path, server, coco_detector):
     # a list outside inputs/ is refused with what to do
     outside = tmp_path / "elsewhere.csv"
     outside.write_text("\n".join(lines) + "\n")
-    done = dvc(repo, "exp", "run", "-S", f"source.csv.path={outside}", check=False)
+    done = dvc(repo, "exp", "run", "-S", f"source.csv.path={outside}", "source", check=False)
     assert done.returncode != 0
 
 
