@@ -51,7 +51,7 @@ class DirectionParams:
     """
 
     train_pairs: int = 48
-    steps: int = 300
+    steps: int = 100
     batch_size: int = 64
     lr: float = 0.001
 

@@ -126,19 +126,40 @@ class StepBatches(torch.utils.data.Sampler):
             yield list(range(first, first + self.local))
 
 
+PACKAGE = Path(__file__).resolve().parents[1]  # this checkout's ``pipeline`` package
+
+
+def code_digest(root: Path = PACKAGE) -> str:
+    """sha256 of the ``pipeline`` package's Python sources (``root``): a state file made by other
+    code is not resumed. DVC re-runs training when its code changes, but the state file is a
+    persistent output: without this, a checkout of newer code would "resume" a finished run of
+    the older code and hand on its weights as the new code's."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def _state_key(
     config: dict, params: TrainParams, seed: int, data_sha: list[str], model: torch.nn.Module
 ) -> str:
     """What a state file must match to be resumed: the model's settings and the shapes of its
-    weights (so a code change to the architecture under the same params starts afresh), the
-    training params that shape the weights, the seed and the data."""
+    weights, the training params that shape the weights, the seed, the data and the code
+    (:func:`code_digest`)."""
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
     volatile = {"workers", "checkpoint_every", "log_every"}  # do not change the weights
     if params.schedule == "step":  # nor does the step count, unless the schedule spans it
         volatile.add("steps")
     kept = {k: v for k, v in dataclasses.asdict(params).items() if k not in volatile}
     blob = json.dumps(
-        {"config": config, "shapes": shapes, "train": kept, "seed": seed, "data": data_sha},
+        {
+            "config": config,
+            "shapes": shapes,
+            "train": kept,
+            "seed": seed,
+            "data": data_sha,
+            "code": code_digest(),
+        },
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -194,6 +194,32 @@ def test_a_state_of_another_architecture_under_the_same_params_starts_afresh(
     assert _run(stores, tmp_path, "arch", params=params)["resumed_at_step"] == 0
 
 
+def test_a_state_of_other_code_starts_afresh(stores, tmp_path, monkeypatch):
+    params = dataclasses.replace(PARAMS, window=32767, schedule="cosine", steps=4)
+    assert _run(stores, tmp_path, "same", params=params, stop_after=2) is None
+    assert _run(stores, tmp_path, "same", params=params)["resumed_at_step"] == 2
+    assert _run(stores, tmp_path, "code", params=params, stop_after=2) is None
+    from pipeline.separation import train as train_mod
+
+    monkeypatch.setattr(train_mod, "code_digest", lambda: "another checkout")
+    assert _run(stores, tmp_path, "code", params=params)["resumed_at_step"] == 0
+
+
+def test_the_code_digest_follows_every_source_file(tmp_path):
+    from pipeline.separation.train import code_digest
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    (tmp_path / "notes.md").write_text("not code\n")
+    first = code_digest(tmp_path)
+    (tmp_path / "notes.md").write_text("still not code\n")
+    assert code_digest(tmp_path) == first
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")
+    assert code_digest(tmp_path) != first
+    assert code_digest() == code_digest()  # the package's own: stable
+
+
 def test_validation_scores_the_mixtures_once_with_the_same_figures(stores, monkeypatch):
     import pipeline.separation.validation as validation_mod
 
