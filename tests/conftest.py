@@ -50,19 +50,19 @@ def tiny_world(**overrides):
 
 
 def pytest_collection_modifyitems(items):
-    """The longest tests first (``dvc repro`` in a copy of the repository, then the other slow
-    ones), the rest in file order: the two workers (``--dist load``, which deals the first
-    tests out in turn) then start with the long ones and end on short ones together, rather than
-    one worker running the smoke test alone at the end."""
-    items.sort(
-        key=lambda item: (
-            0
-            if item.get_closest_marker("pipeline")
-            else 1
-            if item.get_closest_marker("slow")
-            else 2
-        )
-    )
+    """Deal the long tests (``pipeline``: ``dvc repro`` in a copy of the repository, longest
+    first; then the other ``slow`` ones) to the heads of the two halves of the run order, in
+    turn, and fill each half with the short ones. ``--dist worksteal`` gives each of the two
+    workers one half, run from its head, and an idle worker steals from the tail of the other's:
+    so each starts on its share of the long tests and both end on short ones (in file order all
+    of them fell in the second half, one worker's, which ran them one after another)."""
+    rank = {id(item): 0 if item.get_closest_marker("pipeline") else 1 for item in items}
+    long = [i for i in items if i.get_closest_marker("slow")]
+    long.sort(key=lambda item: rank[id(item)])  # stable: the file order within each rank
+    short = [i for i in items if not i.get_closest_marker("slow")]
+    heads = (long[0::2], long[1::2])
+    fill = len(items) // 2 - len(heads[0])
+    items[:] = heads[0] + short[:fill] + heads[1] + short[fill:]
 
 
 SHARED_DATA = REPO.parent / "shared" / "data"
