@@ -56,9 +56,8 @@ def pytest_collection_modifyitems(items):
     workers one half, run from its head, and an idle worker steals from the tail of the other's:
     so each starts on its share of the long tests and both end on short ones (in file order all
     of them fell in the second half, one worker's, which ran them one after another)."""
-    rank = {id(item): 0 if item.get_closest_marker("pipeline") else 1 for item in items}
     long = [i for i in items if i.get_closest_marker("slow")]
-    long.sort(key=lambda item: rank[id(item)])  # stable: the file order within each rank
+    long.sort(key=lambda i: not i.get_closest_marker("pipeline"))  # stable: file order within
     short = [i for i in items if not i.get_closest_marker("slow")]
     heads = (long[0::2], long[1::2])
     fill = len(items) // 2 - len(heads[0])
