@@ -27,6 +27,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO / "stages"))
 
 
+def run_stage(name: str, argv: list[str]) -> int:
+    """``stages/<name>.py`` with ``argv``, in this process, as its ``__main__`` runs it (less the
+    allocator re-exec); returns its exit status. Where a test compares a stage's result with a
+    subprocess run (torchrun), this saves a start that costs the imports of torch and PyG. The
+    torch thread count a stage sets is put back."""
+    import importlib.util
+
+    import torch
+
+    from pipeline import stage
+
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        return stage.run(name, module.PARAMS, module.add_args, module.body, argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def tiny_world(**overrides):
     """Settings of a synthetic world small enough for a test (everyday flavour, one worker)."""
     from pipeline.sources.synthetic.world import SyntheticParams
@@ -88,7 +109,7 @@ def http_server():
     def serve(folder: Path) -> str:
         handler = functools.partial(_QuietHandler, directory=str(folder))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
         return f"http://127.0.0.1:{server.server_address[1]}"
 

@@ -18,7 +18,7 @@ from pipeline import runtime
 if sys.argv[1] == "no-tcmalloc":
     runtime.tcmalloc_path = lambda: None
 applied = runtime.tune_process(reexec=True)
-import torch  # libgomp reads GOMP_SPINCOUNT as it loads
+# (no torch here: the environment and the preload are in place before anything loads it)
 maps = open("/proc/self/maps").read()
 print(json.dumps({
     "applied": applied,

@@ -1,20 +1,12 @@
 """The stage entry points: params errors and bad input end the stage with a message, not a trace."""
 
-import importlib.util
 import json
 import shutil
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
-
-
-def _stage(name):
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import REPO, run_stage
 
 
 def _params(tmp_path, **source):
@@ -25,19 +17,12 @@ def _params(tmp_path, **source):
     return path, params
 
 
-def _run(name, argv):
-    from pipeline import stage
-
-    module = _stage(name)
-    return stage.run(name, module.PARAMS, module.add_args, module.body, argv)
-
-
 def test_source_and_labels_stages_on_a_small_mirror(tmp_path, shared_data, caplog):
     mirror = tmp_path / "mirror"
     shutil.copytree(shared_data / "audiocaps", mirror)
     path, _ = _params(tmp_path, name="audiocaps", audiocaps={"mirror": str(mirror)})
     out = tmp_path / "source"
-    assert _run("source", ["--params", str(path), "--out", str(out)]) == 0
+    assert run_stage("source", ["--params", str(path), "--out", str(out)]) == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["schema_version"] == 1 and meta["source"] == "audiocaps"
     assert meta["splits"] == {"train": 49838, "val": 495, "test": 975}
@@ -52,7 +37,7 @@ def test_source_and_labels_stages_on_a_small_mirror(tmp_path, shared_data, caplo
         "--metrics",
         str(metrics),
     ]
-    assert _run("labels", argv) == 0
+    assert run_stage("labels", argv) == 0
     m = json.loads(metrics.read_text())
     assert set(m) >= {"per_word", "per_class", "splits"}
     assert sum(m["splits"].values()) == sum(1 for _ in manifest.open())
@@ -64,14 +49,14 @@ def test_sha256_mismatch_fails_the_stage_and_writes_nothing(tmp_path, shared_dat
     (mirror / "test.csv").write_text("audiocap_id,youtube_id,start_time,caption\n")
     path, _ = _params(tmp_path, name="audiocaps", audiocaps={"mirror": str(mirror)})
     out = tmp_path / "source"
-    assert _run("source", ["--params", str(path), "--out", str(out)]) == 1
+    assert run_stage("source", ["--params", str(path), "--out", str(out)]) == 1
     assert "test.csv: sha256" in caplog.text and "nothing was written" in caplog.text
     assert not (out / "clips.jsonl").exists() and not (out / "raw" / "test.csv").exists()
 
 
 def test_unknown_param_key_stops_the_stage(tmp_path, caplog):
     path, params = _params(tmp_path, audiocaps={"miror": "x"})
-    assert _run("source", ["--params", str(path), "--out", str(tmp_path / "o")]) == 1
+    assert run_stage("source", ["--params", str(path), "--out", str(tmp_path / "o")]) == 1
     assert "unknown key source.audiocaps.miror" in caplog.text
     assert str(path) in caplog.text
 
@@ -79,7 +64,7 @@ def test_unknown_param_key_stops_the_stage(tmp_path, caplog):
 @pytest.mark.parametrize("name", ["nope", 3])
 def test_unknown_source_name(tmp_path, caplog, name):
     path, _ = _params(tmp_path, name=name)
-    assert _run("source", ["--params", str(path), "--out", str(tmp_path / "o")]) == 1
+    assert run_stage("source", ["--params", str(path), "--out", str(tmp_path / "o")]) == 1
     assert "source.name: expected one of 'synthetic' | 'audiocaps' | 'music' | 'ave' | 'csv'" in (
         caplog.text
     )
@@ -101,5 +86,5 @@ def test_labels_refuses_a_clip_table_of_another_schema(tmp_path, caplog):
         "--metrics",
         str(tmp_path / "l.json"),
     ]
-    assert _run("labels", argv) == 1
+    assert run_stage("labels", argv) == 1
     assert "schema_version 99, this code reads 1" in caplog.text

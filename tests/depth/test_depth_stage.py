@@ -4,6 +4,7 @@ offline), and the 2.5D graphs it feeds: store, skips with reasons, resume, edge 
 import dataclasses
 import json
 import shutil
+import urllib.request
 
 import numpy as np
 import pytest
@@ -237,9 +238,12 @@ def test_file_backend_runs_an_exported_or_torchscript_model(scenes, tmp_path, ki
 def test_midas_offline_says_which_files_go_where(scenes, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
-    # no network here; with one, a proxy on a closed port keeps the test offline
+    # no network here; with one, a proxy on a closed port keeps the test offline. urllib reads
+    # the proxy when it builds its shared opener, on the first urlopen: this test's opener is
+    # dropped after it, or every later download in this worker would go to the closed port.
     for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
+    monkeypatch.setattr(urllib.request, "_opener", None)
     params = dataclasses.replace(PARAMS, backend="midas")
     with pytest.raises(DepthError) as err:
         run_depth(scenes, "mi.zarr", params=params, parts=tmp_path / "p")

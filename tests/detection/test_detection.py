@@ -18,7 +18,7 @@ from pipeline.detection.store import DetectionStore, StoreError
 from pipeline.detection.train import FrameSet, average_precision
 from pipeline.download.store import write_status
 from pipeline.media import to_tensor
-from tests.conftest import REPO, tiny_model
+from tests.conftest import REPO, run_stage, tiny_model
 
 PARAMS = DetectParams(fps=2.0, max_boxes=5, min_score=0.0, batch_size=3, threads=1, shard_clips=2)
 
@@ -164,8 +164,8 @@ def test_torchrun_two_processes_give_the_same_store(tiny_clips, tmp_path):
         "  threads: 1\n  shard_clips: 2\n"
     )
 
-    def run(prefix, name):
-        args = [
+    def args(name):
+        return [
             "--params",
             str(params),
             "--status",
@@ -181,18 +181,15 @@ def test_torchrun_two_processes_give_the_same_store(tiny_clips, tmp_path):
             "--metrics",
             str(tmp_path / f"{name}.json"),
         ]
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        subprocess.run(
-            [*prefix, str(REPO / "stages" / "detect.py"), *args],
-            check=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=300,
-        )
 
-    run([sys.executable], "one")
-    run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], "two"
+    assert run_stage("detect", args("one")) == 0  # one process: this one
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    subprocess.run(
+        [*torchrun, str(REPO / "stages" / "detect.py"), *args("two")],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=tmp_path,
+        timeout=300,
     )
     one, two = DetectionStore(tmp_path / "one.zarr"), DetectionStore(tmp_path / "two.zarr")
     assert one.clip_ids == two.clip_ids

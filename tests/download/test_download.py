@@ -106,7 +106,7 @@ def served(tmp_path_factory):
     stop = threading.Event()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     yield {"base": base, "root": root, "world": world, "ids": ids, "requests": requests}
     stop.set()

@@ -263,28 +263,19 @@ def test_separate_returns_every_estimate(stores):
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_agree_with_one_and_train(stores, tmp_path):
+def test_torchrun_two_processes_agree_with_one_and_train(stores, tmp_path, monkeypatch):
+    from tests.separation import ddp_grads
+
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     script = str(REPO / "tests" / "separation" / "ddp_grads.py")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    subprocess.run(
-        [sys.executable, script, *map(str, stores), str(tmp_path / "one.pt")],
-        check=True,
-        env=env,
-        timeout=300,
-    )
-    subprocess.run(
-        [*torchrun, script, *map(str, stores), str(tmp_path / "two.pt")],
-        check=True,
-        env=env,
-        timeout=300,
-    )
-    one, two = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("one", "two"))
-    assert one.keys() == two.keys()
-    for key in one:
-        if one[key] is not None:
-            torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-6)
-    # the stage itself runs under torchrun with gloo
+    threads = torch.get_num_threads()
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    try:  # one process: this one
+        ddp_grads.main(*map(str, stores), str(tmp_path / "one.pt"))
+    finally:
+        torch.set_num_threads(threads)
+    # two processes: the same step's gradients, then the stage itself under torchrun with gloo
     params = tmp_path / "params.yaml"
     train_section = {**dataclasses.asdict(PARAMS), "steps": 2}
     params.write_text(
@@ -313,12 +304,17 @@ def test_torchrun_two_processes_agree_with_one_and_train(stores, tmp_path):
         str(tmp_path / "train.json"),
     ]
     subprocess.run(
-        [*torchrun, str(REPO / "stages" / "train.py"), *args],
+        [*torchrun, script, *map(str, stores), str(tmp_path / "two.pt"), "--", *args],
         check=True,
         env=env,
         cwd=tmp_path,
         timeout=300,
     )
+    one, two = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in ("one", "two"))
+    assert one.keys() == two.keys()
+    for key in one:
+        if one[key] is not None:
+            torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-6)
     metrics = json.loads((tmp_path / "train.json").read_text())
     assert metrics["processes"] == 2 and metrics["steps"] == 2
 
