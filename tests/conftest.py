@@ -70,19 +70,26 @@ def tiny_world(**overrides):
     return SyntheticParams(**{**settings, **overrides})
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Deal the long tests (``pipeline``: ``dvc repro`` in a copy of the repository, longest
-    first; then the other ``slow`` ones) to the heads of the two halves of the run order, in
-    turn, and fill each half with the short ones. ``--dist worksteal`` gives each of the two
-    workers one half, run from its head, and an idle worker steals from the tail of the other's:
-    so each starts on its share of the long tests and both end on short ones (in file order all
-    of them fell in the second half, one worker's, which ran them one after another)."""
+    first; then the other ``slow`` ones) to the heads of the N equal parts of the run order (N:
+    the pytest workers), in turn, and fill each part with the short ones. ``--dist worksteal``
+    gives each worker one part, run from its head, and an idle worker steals from the tail of
+    another's: so each starts on its share of the long tests and all end on short ones (in file
+    order all of them fell in one part, one worker's, which ran them one after another)."""
+    workers = getattr(config.option, "numprocesses", None)
+    parts = workers if isinstance(workers, int) and workers > 1 else 1
     long = [i for i in items if i.get_closest_marker("slow")]
     long.sort(key=lambda i: not i.get_closest_marker("pipeline"))  # stable: file order within
     short = [i for i in items if not i.get_closest_marker("slow")]
-    heads = (long[0::2], long[1::2])
-    fill = len(items) // 2 - len(heads[0])
-    items[:] = heads[0] + short[:fill] + heads[1] + short[fill:]
+    ordered = []
+    for k in range(parts):
+        heads = long[k::parts]
+        size = len(items) * (k + 1) // parts - len(items) * k // parts
+        fill = max(size - len(heads), 0) if k < parts - 1 else len(short)
+        ordered += heads + short[:fill]
+        short = short[fill:]
+    items[:] = ordered
 
 
 SHARED_DATA = REPO.parent / "shared" / "data"
