@@ -9,8 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-# The suite runs on two pytest workers, each starting stages with torch threads of their own: idle
-# OpenMP threads must sleep rather than spin, or they take the other worker's core (a shared
+# The suite runs on several pytest workers, each starting stages with torch threads of its own:
+# idle OpenMP threads must sleep rather than spin, or they take another worker's core (a shared
 # 2-core machine ran 4x slower with spinning threads). Subprocesses inherit it; the stages keep it
 # (pipeline/runtime.py), and the workers' own torch gets the stages' allocator settings.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
