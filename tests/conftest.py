@@ -27,20 +27,27 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.append(str(REPO / "stages"))
 
 
+def load_stage(name: str):
+    """The module of ``stages/<name>.py``, loaded as a module (not ``__main__``: no allocator
+    re-exec, no run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def run_stage(name: str, argv: list[str]) -> int:
     """``stages/<name>.py`` with ``argv``, in this process, as its ``__main__`` runs it (less the
     allocator re-exec); returns its exit status. Where a test compares a stage's result with a
     subprocess run (torchrun), this saves a start that costs the imports of torch and PyG. The
     torch thread count a stage sets is put back."""
-    import importlib.util
-
     import torch
 
     from pipeline import stage
 
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_stage(name)
     threads = torch.get_num_threads()
     try:
         return stage.run(name, module.PARAMS, module.add_args, module.body, argv)
@@ -103,6 +110,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+def start_server(server: http.server.HTTPServer) -> str:
+    """Serve ``server`` from a daemon thread; returns its base URL. It polls for shutdown every
+    50 ms (the standard 0.5 s added that much to every test's teardown)."""
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):  # keep pytest output clean
         pass
@@ -116,9 +130,8 @@ def http_server():
     def serve(folder: Path) -> str:
         handler = functools.partial(_QuietHandler, directory=str(folder))
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}"
+        return start_server(server)
 
     yield serve
     for server in servers:

@@ -1,14 +1,13 @@
 """Typed params: strict parsing, and every params.yaml key read by the stages that list it."""
 
 import dataclasses
-import importlib.util
 from typing import Literal
 
 import pytest
 import yaml
 
 from pipeline.params import ParamsError, key_paths, load, parse
-from tests.conftest import REPO
+from tests.conftest import REPO, load_stage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +74,7 @@ def test_missing_key_and_section_are_named(tmp_path):
 
 def _stage_modules():
     for path in sorted((REPO / "stages").glob("[a-z]*.py")):  # not the _checkout helper
-        spec = importlib.util.spec_from_file_location(f"stages_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield path.stem, module
+        yield path.stem, load_stage(path.stem)
 
 
 def _leaves(data, stop, prefix=""):

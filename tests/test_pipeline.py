@@ -30,9 +30,11 @@ def test_dvc_repro_end_to_end(tmp_path):
     repo.mkdir()
     _copy_repo(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    clips = 6 + 3 + 4
     # A tiny synthetic world: the same stages and code paths, in seconds.
-    params["source"]["synthetic"].update(n_train=6, n_val=3, n_test=4, seconds=3.0, size=128)
+    splits = {"train": 6, "val": 3, "test": 4}
+    clips = sum(splits.values())
+    sizes = {f"n_{split}": n for split, n in splits.items()}
+    params["source"]["synthetic"].update(**sizes, seconds=3.0, size=128)
     params["detector"]["train"].update(
         iterations=40, image_size=128, eval_every=0, frame_stride=2, eval_stride=4
     )  # the frames are 128 px: training at their size, not 192, is twice as fast
@@ -98,7 +100,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     metrics = json.loads((repo / "metrics/labels.json").read_text())
     assert set(metrics) >= {"per_word", "per_class", "splits", "summary"}
     assert len(metrics["per_word"]) == 305
-    assert metrics["splits"] == {"train": 6, "val": 3, "test": 4}  # every synthetic clip is mined
+    assert metrics["splits"] == splits  # every synthetic clip is mined
     status = subprocess.run(
         [*dvc, "status"], cwd=repo, check=True, env=env, capture_output=True, text=True
     )

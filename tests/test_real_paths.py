@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 import yaml
 
 from pipeline import media
+from tests.conftest import start_server
 from tests.test_pipeline import _copy_repo
 
 pytestmark = [pytest.mark.slow, pytest.mark.pipeline]
@@ -74,8 +74,7 @@ def server(tmp_path_factory):
     handler = functools.partial(_Quiet, directory=str(root))
     srv = _Server(("127.0.0.1", 0), handler)
     srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
-    yield root, f"http://127.0.0.1:{srv.server_address[1]}"
+    yield root, start_server(srv)
     srv.shutdown()
     srv.server_close()
 

@@ -25,7 +25,7 @@ from pipeline.download.urls import RejectedInput, clip_url
 from pipeline.errors import PipelineError
 from pipeline.params import BaseParams
 from pipeline.sources.synthetic import download_synthetic
-from tests.conftest import REPO, tiny_world
+from tests.conftest import REPO, start_server, tiny_world
 
 SR = 11025
 WORLD = tiny_world(
@@ -106,8 +106,7 @@ def served(tmp_path_factory):
     stop = threading.Event()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
+    base = start_server(server)
     yield {"base": base, "root": root, "world": world, "ids": ids, "requests": requests}
     stop.set()
     server.shutdown()

@@ -3,9 +3,7 @@ torchrun; rank 0 saves them. Then, given the train stage's arguments after ``--`
 stage itself in the same processes (one torchrun launch for both: each start costs the imports of
 torch and PyG). Usage: ddp_grads.py GRAPHS AUDIO OUT [-- TRAIN-STAGE-ARGS...]."""
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import torch
 
@@ -39,18 +37,10 @@ def main(graphs_path, audio_path, out):
         torch.distributed.barrier()
 
 
-def train_stage(argv):
-    """``stages/train.py`` with ``argv``, as its ``__main__`` runs it (minus the allocator re-exec,
-    which would start this script again)."""
-    stages = Path(__file__).resolve().parents[2] / "stages"
-    sys.path.insert(0, str(stages))
-    spec = importlib.util.spec_from_file_location("train_stage", stages / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.stage.run("train", module.PARAMS, module.add_args, module.body, argv)
-
-
 if __name__ == "__main__":
     main(*sys.argv[1:4])
-    if "--" in sys.argv:
-        sys.exit(train_stage(sys.argv[sys.argv.index("--") + 1 :]))
+    if "--" in sys.argv:  # the stage as its __main__ runs it, less the allocator re-exec (which
+        # would start this script again)
+        from tests.conftest import run_stage
+
+        sys.exit(run_stage("train", sys.argv[sys.argv.index("--") + 1 :]))
